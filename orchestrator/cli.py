@@ -1,0 +1,72 @@
+"""`ablate`: one console script, a verb per use case, each a short `cmd_*` function.
+
+Verbs that only read results (`report`, `compare`) and the data tools (`data`) are imported
+lazily so they work without Ray and without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from analysis import InputError
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: printed as one line, exit code 2, no traceback."""
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Forwards to the trainer's data tools (`python -m trainer.data ...`)."""
+    return subprocess.call([sys.executable, "-m", "trainer.data", *args.data_args])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ablate",
+        description="Ablation sweeps and record validation for LLM-training speedruns, on Ray.",
+        epilog="Run `ablate VERB --help` for the options of each verb.",
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    from orchestrator import commands  # orchestrator verbs: run, status (Ray imported inside cmd_run)
+
+    commands.add_run_parser(sub)
+    commands.add_status_parser(sub)
+
+    from analysis import cli as analysis_cli  # no Ray, no torch
+
+    analysis_cli.add_report_parser(sub)
+    analysis_cli.add_compare_parser(sub)
+
+    p = sub.add_parser(
+        "data",
+        help="make or fetch training shards (forwards to `python -m trainer.data`)",
+        description="Data tools of the trainer: `synth` (synthetic corpus), `text FILES` (tokenise "
+        "local text), `fineweb N` (download pre-tokenised FineWeb shards). "
+        "See `ablate data -- --help`.",
+    )
+    p.add_argument("data_args", nargs=argparse.REMAINDER, help="arguments for `python -m trainer.data`")
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"ablate: error: {e}", file=sys.stderr)
+        return 2
+    except InputError as e:
+        print(f"ablate: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ablate: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The planned units of work: what `plan.make_plan` produces and the scheduler consumes.
+
+Pure data (frozen dataclasses), no Ray, so planning can be tested exhaustively and the
+scheduler can be tested against hand-built plans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a command to execute once (plus retries) on one node."""
+
+    run_id: str
+    """Stable hash of (sweep, arm, resolved params or command, content hash of named files, replicate)."""
+    sweep: str
+    arm: str
+    replicate: int
+    """0-based replicate index within the arm (and grid point)."""
+    seed: int
+    """Per-replicate seed derived from run_id; passed to the trainer as --seed."""
+    command: tuple[str, ...]
+    """Argument list, never a shell string. The scheduler appends --run-id/--log-dir for trainer arms."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Knob values of a trainer arm (resolved over the preset), or {} for command arms."""
+    preset: str | None = None
+    """Trainer preset of a trainer arm; None for command arms."""
+    is_trainer: bool = False
+    """True when the command runs our trainer (so --run-id/--log-dir/--seed are understood)."""
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    gpus: int = 0
+    cpus: float = 1.0
+    timeout_s: float | None = None
+    retries: int = 0
+    block: int = 0
+    order_index: int = 0
+    """Position within its block (0-based): the order the runs execute on the node."""
+    script_sha256: str | None = None
+    """Content hash of the files the command names (joined), when any exist."""
+    label: dict[str, Any] = field(default_factory=dict)
+    """Grid coordinates of this run within its arm (e.g. {"mlp_off": [3]}), for tables and figures."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """Runs that execute back to back on one node, in order (an A/B pair, or one sweep run)."""
+
+    block_id: int
+    runs: tuple[RunSpec, ...]
+    gpus: int
+    cpus: float = 1.0
+    exclusive_node: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    kind: str
+    """'grid' (arms of knob values) or 'ab' (two arms, interleaved blocks)."""
+    blocks: tuple[Block, ...]
+    baseline_arm: str
+    arms: tuple[str, ...]
+    target_val_loss: float | None
+    knob_types: dict[str, str]
+    """Column types for the store: knob name -> int | float | bool | str | json."""
+    profile: str | None = None
+
+    @property
+    def runs(self) -> tuple[RunSpec, ...]:
+        return tuple(r for b in self.blocks for r in b.runs)
