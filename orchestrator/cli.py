@@ -69,4 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m orchestrator.cli` (the GPU machine has no console script): import the module
+    # by its name, so that its UserError is the one that spec/plan raise, not a second copy in __main__.
+    from orchestrator.cli import main as _main
+
+    sys.exit(_main())

@@ -43,6 +43,9 @@ class RunSpec:
     """Content hash of the files the command names (joined), when any exist."""
     label: dict[str, Any] = field(default_factory=dict)
     """Grid coordinates of this run within its arm (e.g. {"mlp_off": [3]}), for tables and figures."""
+    estimate_s: float | None = None
+    """Rough expected wall time of the run (start-up and compile included), seconds; None = unknown.
+    From the preset's cost table or the spec's estimate_min; for --dry-run and ETAs only."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class Plan:
     knob_types: dict[str, str]
     """Column types for the store: knob name -> int | float | bool | str | json."""
     profile: str | None = None
+    description: str = ""
+    """The spec's one-line description (for --dry-run and reports)."""
 
     @property
     def runs(self) -> tuple[RunSpec, ...]:

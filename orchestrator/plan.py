@@ -1,0 +1,464 @@
+"""Planning: a validated ``Spec`` in, an ordered ``Plan`` of blocks of ``RunSpec`` out. Pure: no Ray.
+
+Run identity (DESIGN.md): ``run_id`` is 16 hex digits of sha256 over the canonical JSON of the sweep
+name, arm, replicate, resolved knob values (trainer arms) or command, cwd and env, the content hash
+of every file the command names, and (whenever the command runs our trainer) a hash of the trainer
+package's source, so editing the trainer or a record script makes new runs. The seed of a replicate
+is the first 31 bits of its run_id: distinct per replicate, recorded, and stable across resubmissions.
+
+Order: grid sweeps interleave replicates (replicate 0 of every point, then replicate 1, ...) so a
+sweep stopped half way is balanced; A/B sweeps pair the two arms in blocks that run on one node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import random
+import shlex
+from pathlib import Path
+from typing import Any
+
+from orchestrator.runspec import Block, Plan, RunSpec
+from orchestrator.spec import (
+    NON_IDENTITY_FIELDS,
+    Arm,
+    Spec,
+    grid_points,
+    parse_trainer_args,
+    trainer_command_args,
+)
+
+# Rough cost of one run per preset, for --dry-run estimates only: (fixed seconds for start-up and
+# compile, seconds per step, the GPU count the step time was measured on; 0 = CPU). speedrun/pr117:
+# the seed's ~96 ms/step on 8 H100s plus ~90 s of compile and validation; h200-mini: its preset
+# comment (~130 ms/step on one H200); tiny: ~0.18 s/step and ~4 s of start-up on one CPU core
+# (measured). A spec's estimate_min wins.
+PRESET_COST: dict[str, tuple[float, float, int]] = {
+    "speedrun": (90.0, 0.096, 8),
+    "pr117": (90.0, 0.098, 8),
+    "h200-mini": (60.0, 0.13, 1),
+    "tiny": (5.0, 0.18, 0),
+}
+
+
+def short_hash(obj: Any, n: int = 16) -> str:
+    """``n`` hex digits of sha256 over the canonical JSON of ``obj`` (sorted keys, no spaces)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def seed_from_run_id(run_id: str) -> int:
+    """The replicate's seed: the first 31 bits of its run_id (a non-negative int32)."""
+    return int(run_id[:8], 16) & 0x7FFFFFFF
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def trainer_source_hash() -> str:
+    """sha256 over the trainer package's Python sources (names and contents), found without importing it."""
+    found = importlib.util.find_spec("trainer")
+    if found is None or not found.submodule_search_locations:
+        return "missing"
+    root = Path(next(iter(found.submodule_search_locations)))
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def named_files(command: tuple[str, ...], cwd: str | None, spec_folder: str) -> dict[str, str]:
+    """{argument: sha256} for every argument that names an existing file, looked up relative to the
+    arm's cwd, then the spec's folder, then the current folder (absolute paths as they are)."""
+    roots = [Path(cwd)] if cwd else []
+    roots += [Path(spec_folder), Path(".")]
+    out: dict[str, str] = {}
+    for arg in command:
+        if not arg or arg.startswith("-"):
+            continue
+        candidates = [Path(arg)] if Path(arg).is_absolute() else [root / arg for root in roots]
+        hit = next((p for p in candidates if p.is_file()), None)
+        if hit is not None:
+            out[arg] = file_sha256(hit)
+    return out
+
+
+def yaml_literal(value: Any) -> str:
+    """``value`` as a compact YAML flow literal for ``--set k=v``: JSON, except that floats keep a dot
+    (YAML 1.1 reads ``1e-10`` as a string, ``1.0e-10`` as a float)."""
+    if isinstance(value, float):
+        text = repr(value)
+        return text.replace("e", ".0e") if "e" in text and "." not in text else text
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(yaml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{yaml_literal(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# One run's identity and command.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unit:
+    """One configuration of one arm (a grid point): everything of a run except its replicate."""
+
+    arm: Arm
+    label: dict[str, Any]
+    command: tuple[str, ...]
+    params: dict[str, Any]
+    preset: str | None
+    is_trainer: bool
+    files: dict[str, str]
+    repeats: int
+    estimate_s: float | None
+
+
+def _trainer_launcher(gpus: int) -> list[str]:
+    if gpus <= 1:
+        return ["python", "-m", "trainer"]
+    return ["torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", "trainer"]
+
+
+def _estimate(spec: Spec, preset: str | None, params: dict[str, Any]) -> float | None:
+    if spec.estimate_min is not None:
+        return 60.0 * spec.estimate_min
+    if preset not in PRESET_COST:
+        return None
+    fixed, step_s, ref_gpus = PRESET_COST[preset]
+    gpus = spec.resources.gpus_per_run
+    scale = ref_gpus / gpus if ref_gpus and gpus else 1.0
+    return fixed + params.get("steps", 0) * step_s * scale
+
+
+def _trainer_unit(spec: Spec, arm: Arm, point: dict[str, Any], repeats: int) -> _Unit:
+    from trainer.config import config_to_dict, resolve
+
+    overrides = {**spec.trainer_set, **arm.set, **point}
+    params = config_to_dict(resolve(spec.preset, overrides))
+    command = [*_trainer_launcher(spec.resources.gpus_per_run), "--preset", spec.preset]
+    for knob in overrides:
+        command += ["--set", f"{knob}={yaml_literal(params[knob])}"]
+    return _Unit(arm, dict(point), tuple(command), params, spec.preset, True, {}, repeats,
+                 _estimate(spec, spec.preset, params))  # fmt: skip
+
+
+def _command_unit(spec: Spec, arm: Arm, repeats: int) -> _Unit:
+    from trainer.config import config_to_dict, resolve
+
+    assert arm.command is not None
+    files = named_files(arm.command, arm.cwd, spec.folder)
+    trainer_args = trainer_command_args(arm.command)
+    params: dict[str, Any] = {}
+    preset = None
+    if trainer_args is not None:
+        preset, overrides = parse_trainer_args(trainer_args)
+        params = config_to_dict(resolve(preset, overrides))
+    return _Unit(arm, {}, arm.command, params, preset, trainer_args is not None, files, repeats,
+                 _estimate(spec, preset, params))  # fmt: skip
+
+
+def _units(spec: Spec) -> list[_Unit]:
+    units = []
+    for arm in spec.arms:
+        repeats = arm.repeats or (spec.runs_per_arm if spec.kind == "ab" else spec.repeats)
+        if arm.is_command:
+            units.append(_command_unit(spec, arm, repeats))
+        else:
+            units.extend(_trainer_unit(spec, arm, p, repeats) for p in grid_points(arm))
+    return units
+
+
+def _run(spec: Spec, unit: _Unit, replicate: int, trainer_hash: str) -> RunSpec:
+    identity = {
+        "sweep": spec.name,
+        "arm": unit.arm.name,
+        "replicate": replicate,
+        "params": unit.params or None,
+        "command": list(unit.command),
+        "cwd": unit.arm.cwd,
+        "env": unit.arm.env,
+        "files": unit.files,
+        "trainer": trainer_hash if unit.is_trainer else None,
+    }
+    run_id = short_hash(identity)
+    shas = [unit.files[k] for k in unit.files]
+    return RunSpec(
+        run_id=run_id,
+        sweep=spec.name,
+        arm=unit.arm.name,
+        replicate=replicate,
+        seed=seed_from_run_id(run_id),
+        command=unit.command,
+        params=unit.params,
+        preset=unit.preset,
+        is_trainer=unit.is_trainer,
+        cwd=unit.arm.cwd,
+        env=dict(unit.arm.env),
+        gpus=spec.resources.gpus_per_run,
+        cpus=spec.resources.cpus_per_run,
+        timeout_s=spec.timeout_s,
+        retries=spec.retries,
+        script_sha256=",".join(shas) if shas else None,
+        label=dict(unit.label),
+        estimate_s=unit.estimate_s,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Ordering into blocks.
+
+
+def _place(runs: list[RunSpec], block_id: int) -> list[RunSpec]:
+    return [dataclasses.replace(r, block=block_id, order_index=i) for i, r in enumerate(runs)]
+
+
+def _block(spec: Spec, block_id: int, runs: list[RunSpec]) -> Block:
+    r = spec.resources
+    return Block(block_id, tuple(_place(runs, block_id)), r.gpus_per_run, r.cpus_per_run, r.exclusive_node)
+
+
+def _grid_blocks(spec: Spec, units: list[_Unit], trainer_hash: str) -> list[Block]:
+    """Replicate-major interleaving; one block per run, or (per_replicate) one per replicate index."""
+    rounds = []
+    for rep in range(max(u.repeats for u in units)):
+        rounds.append([_run(spec, u, rep, trainer_hash) for u in units if rep < u.repeats])
+    if spec.blocks == "per_run":
+        flat = [r for rnd in rounds for r in rnd]
+        return [_block(spec, i, [r]) for i, r in enumerate(flat)]
+    rng = random.Random(spec.seed)
+    return [_block(spec, i, _ordered(spec.order, i, rnd, rng)) for i, rnd in enumerate(rounds)]
+
+
+def _ordered(order: str, index: int, runs: list[RunSpec], rng: random.Random) -> list[RunSpec]:
+    """The runs of one per-replicate block in ``order``: as listed, reversed on odd blocks, or shuffled."""
+    if order == "abba" and index % 2:
+        return runs[::-1]
+    if order == "random-blocks":
+        runs = list(runs)
+        rng.shuffle(runs)
+    return runs
+
+
+def ab_pattern(order: str, n_blocks: int, block_size: int, seed: int) -> list[str]:
+    """The arm sequence of every block ("A"/"B" strings of length 2 * block_size).
+
+    alternate: AB AB ...; abba: pairs alternate AB, BA, AB, ... across the whole sweep (so with
+    block_size 1 the blocks go AB | BA | AB and with 2 they are ABBA | ABBA); random-blocks: each
+    block a permutation of its A's and B's drawn from random.Random(seed).
+    """
+    rng = random.Random(seed)
+    out = []
+    for b in range(n_blocks):
+        if order == "random-blocks":
+            seq = ["A", "B"] * block_size
+            rng.shuffle(seq)
+            out.append("".join(seq))
+            continue
+        pairs = [b * block_size + j for j in range(block_size)]
+        out.append("".join("BA" if order == "abba" and p % 2 else "AB" for p in pairs))
+    return out
+
+
+def _ab_blocks(spec: Spec, units: list[_Unit], trainer_hash: str) -> list[Block]:
+    a = next(u for u in units if u.arm.name == spec.baseline)
+    b = next(u for u in units if u.arm.name != spec.baseline)
+    n_blocks = spec.runs_per_arm // spec.block_size
+    count = {"A": 0, "B": 0}
+    blocks = []
+    for i, seq in enumerate(ab_pattern(spec.order, n_blocks, spec.block_size, spec.seed)):
+        runs = []
+        for letter in seq:
+            runs.append(_run(spec, a if letter == "A" else b, count[letter], trainer_hash))
+            count[letter] += 1
+        blocks.append(_block(spec, i, runs))
+    return blocks
+
+
+def _knob_types(spec: Spec, units: list[_Unit]) -> dict[str, str]:
+    """Store column types of the knobs this sweep sets (plus steps, always), in registry order."""
+    from trainer.config import knob_types
+
+    used = {"steps", *spec.trainer_set}
+    for arm in spec.arms:
+        used |= set(arm.set) | {k for k, _ in arm.grid}
+        args = trainer_command_args(arm.command) if arm.is_command else None
+        if args is not None:
+            used |= set(parse_trainer_args(args)[1])
+    return {k: t for k, t in knob_types().items() if k in used}
+
+
+def make_plan(spec: Spec) -> Plan:
+    """Every run of ``spec`` with its id, seed, command and place (block, order within the block)."""
+    units = _units(spec)
+    trainer_hash = trainer_source_hash() if any(u.is_trainer for u in units) else ""
+    blocks = (
+        _ab_blocks(spec, units, trainer_hash)
+        if spec.kind == "ab"
+        else _grid_blocks(spec, units, trainer_hash)
+    )
+    _check_unique(spec, blocks)
+    return Plan(
+        name=spec.name,
+        kind=spec.kind,
+        blocks=tuple(blocks),
+        baseline_arm=spec.baseline,
+        arms=tuple(a.name for a in spec.arms),
+        target_val_loss=spec.target_val_loss,
+        knob_types=_knob_types(spec, units),
+        profile=spec.profile,
+        description=spec.description,
+    )
+
+
+def _check_unique(spec: Spec, blocks: list[Block]) -> None:
+    # Grid values are checked for duplicates in the spec, but two spellings of one value ({0: glu}
+    # and a full list) resolve to the same run; that would be one run counted twice.
+    from orchestrator.spec import SpecError
+
+    seen: dict[str, RunSpec] = {}
+    for run in (r for b in blocks for r in b.runs):
+        if run.run_id in seen:
+            first = seen[run.run_id]
+            raise SpecError(
+                f"{spec.source}: arms.{run.arm}.grid: {_point(run.label)} and {_point(first.label)} "
+                "resolve to the same configuration; give each grid value once"
+            )
+        seen[run.run_id] = run
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity diff of a resubmitted spec.
+
+
+def _identity_view(spec: Spec) -> dict[str, Any]:
+    skip = {"source", "folder", "raw", "effective", "profile", "arms", "trainer_set", "resources", "preset"}
+    view: dict[str, Any] = {
+        f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name not in skip
+    }
+    view["trainer"] = {"preset": spec.preset, "set": spec.trainer_set}
+    view["resources"] = dataclasses.asdict(spec.resources)
+    view["arms"] = {
+        a.name: dataclasses.asdict(a) | {"grid": {k: list(v) for k, v in a.grid}} for a in spec.arms
+    }
+    view["arm_order"] = [a.name for a in spec.arms]
+    for path in NON_IDENTITY_FIELDS:
+        head, _, tail = path.partition(".")
+        if tail:
+            view.get(head, {}).pop(tail, None)
+        else:
+            view.pop(head, None)
+    return view
+
+
+def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(dict.fromkeys([*a, *b])):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in a or key not in b:
+                out.append(sub)
+            else:
+                _diff(a[key], b[key], sub, out)
+        return
+    if json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+        out.append(path)
+
+
+def spec_identity_diff(stored: Spec, new: Spec) -> list[str]:
+    """Field paths (e.g. ``trainer.set.steps``, ``arms.mlp0``) where ``new`` differs from ``stored`` in
+    what identifies or orders runs; timeouts, retries, cpus, description and estimates are ignored."""
+    out: list[str] = []
+    _diff(_identity_view(stored), _identity_view(new), "", out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# --dry-run text.
+
+
+def _point(label: dict[str, Any]) -> str:
+    if not label:
+        return "-"
+    return " ".join(f"{k}={yaml_literal(v)}" for k, v in label.items())
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f}"
+
+
+def describe_plan(plan: Plan, done_run_ids: frozenset[str] | set[str] = frozenset()) -> str:
+    """The plan as text: a header, the blocks and their runs in order, per-arm totals and an estimate.
+
+    Runs already in ``done_run_ids`` are marked ``done`` and left out of the estimate.
+    """
+    runs = plan.runs
+    gpus = max((b.gpus for b in plan.blocks), default=0)
+    exclusive = ", each block on an exclusive node" if any(b.exclusive_node for b in plan.blocks) else ""
+    lines = [
+        f"sweep {plan.name} (kind {plan.kind}, profile {plan.profile or '-'}): {len(runs)} runs in "
+        f"{len(plan.blocks)} blocks, {gpus} GPU(s) per run{exclusive}",
+        f"baseline arm: {plan.baseline_arm}; target val loss: "
+        f"{'none' if plan.target_val_loss is None else plan.target_val_loss}",
+        *([plan.description] if plan.description else []),
+        "",
+    ]
+    aw = max([3, *(len(r.arm) for r in runs)])
+    pw = max([5, *(len(_point(r.label)) for r in runs)])
+    lines.append(
+        f"{'block':>5} {'#':>2}  {'arm':<{aw}}  {'point':<{pw}}  {'rep':>3} {'gpus':>4} {'seed':>10}  "
+        f"{'run_id':<16}  state"
+    )
+    for block in plan.blocks:
+        for r in block.runs:
+            state = "done" if r.run_id in done_run_ids else "todo"
+            lines.append(
+                f"{block.block_id:>5} {r.order_index:>2}  {r.arm:<{aw}}  {_point(r.label):<{pw}}  "
+                f"{r.replicate:>3} "
+                f"{r.gpus:>4} {r.seed:>10}  {r.run_id:<16}  {state}"
+            )
+    lines += ["", *_arm_totals(plan), "", *_estimate_lines(plan, done_run_ids)]
+    return "\n".join(lines) + "\n"
+
+
+def _arm_totals(plan: Plan) -> list[str]:
+    lines = ["arms:"]
+    aw = max([3, *(len(a) for a in plan.arms)])
+    for arm in plan.arms:
+        mine = [r for r in plan.runs if r.arm == arm]
+        points = len({json.dumps(r.label, sort_keys=True, default=str) for r in mine})
+        lines.append(f"  {arm:<{aw}}  {len(mine):>3} runs, {points:>2} point(s)")
+        if mine:  # the first run's command: the others differ only in their grid point
+            lines.append(f"      {shlex.join(mine[0].command)}")
+    return lines
+
+
+def _estimate_lines(plan: Plan, done: frozenset[str] | set[str]) -> list[str]:
+    todo = [r for r in plan.runs if r.run_id not in done]
+    known = [r for r in todo if r.estimate_s is not None]
+    run_s = sum(r.estimate_s for r in known)
+    gpu_s = sum(r.estimate_s * r.gpus for r in known)
+    lines = [f"to run: {len(todo)} of {len(plan.runs)} runs ({len(plan.runs) - len(todo)} done)"]
+    if not todo:
+        return lines
+    if not known:
+        return [*lines, "no estimate: these are command runs (set estimate_min in the spec)"]
+    what = f"~{_hours(gpu_s)} GPU-hours" if gpu_s else f"~{_hours(run_s)} hours of CPU runs (no GPUs)"
+    lines.append(
+        f"estimate: {what}; {_hours(run_s)} run-hours one after another "
+        "(rough: start-up and compile included)"
+    )
+    if len(known) < len(todo):
+        lines.append(f"no estimate for {len(todo) - len(known)} command runs (set estimate_min in the spec)")
+    return lines

@@ -1,0 +1,299 @@
+"""Planning: run identity, seeds, ordering into blocks, identity diffs and the --dry-run text."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator import plan as plan_mod
+from orchestrator.plan import ab_pattern, describe_plan, make_plan, seed_from_run_id, spec_identity_diff
+from orchestrator.spec import load_spec, parse_spec
+
+AB_SPEC = """\
+name: tiny-ab
+kind: ab
+order: abba
+runs_per_arm: 2
+resources: {gpus_per_run: 2}
+estimate_min: 3
+timeout_min: 10
+retries: 2
+arms:
+  baseline: {command: [bash, run.sh, base]}
+  candidate: {command: [bash, run.sh, cand], env: {MODE: fast}}
+"""
+
+# run_id, seed, arm, replicate, block, order_index of AB_SPEC with run.sh = "echo hello\n". The ids
+# hash a command arm (no trainer source involved), so they change only if the identity recipe
+# changes: a change here would orphan every stored result of every user.
+AB_EXPECTED = [
+    ("1c9ad08b40f73fb6", 479907979, "baseline", 0, 0, 0),
+    ("8934bc8900c43dd1", 154451081, "candidate", 0, 0, 1),
+    ("5926b5d714a4bfa4", 1495709143, "candidate", 1, 1, 0),
+    ("04ad35dbd784521e", 78460379, "baseline", 1, 1, 1),
+]
+
+AB_DESCRIBED = """\
+sweep tiny-ab (kind ab, profile -): 4 runs in 2 blocks, 2 GPU(s) per run, each block on an exclusive node
+baseline arm: baseline; target val loss: none
+
+block  #  arm        point  rep gpus       seed  run_id            state
+    0  0  baseline   -        0    2  479907979  1c9ad08b40f73fb6  done
+    0  1  candidate  -        0    2  154451081  8934bc8900c43dd1  todo
+    1  0  candidate  -        1    2 1495709143  5926b5d714a4bfa4  todo
+    1  1  baseline   -        1    2   78460379  04ad35dbd784521e  todo
+
+arms:
+  baseline     2 runs,  1 point(s)
+      bash run.sh base
+  candidate    2 runs,  1 point(s)
+      bash run.sh cand
+
+to run: 3 of 4 runs (1 done)
+estimate: ~0.30 GPU-hours; 0.15 run-hours one after another (rough: start-up and compile included)
+"""
+
+
+@pytest.fixture
+def ab_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.sh").write_text("echo hello\n")
+    (tmp_path / "ab.yaml").write_text(AB_SPEC)
+    return tmp_path
+
+
+def test_stored_run_ids_and_seeds(ab_dir):
+    plan = make_plan(load_spec("ab.yaml"))
+    got = [(r.run_id, r.seed, r.arm, r.replicate, r.block, r.order_index) for r in plan.runs]
+    assert got == AB_EXPECTED
+    first = plan.runs[0]
+    assert first.command == ("bash", "run.sh", "base") and not first.is_trainer and first.params == {}
+    assert first.timeout_s == 600 and first.retries == 2 and first.gpus == 2
+    assert first.script_sha256 == "5dbad7dd0b9b122dcd9956884390f4aac4738caba8ff53498a7ab6718b176c30"
+    assert plan.runs[1].env == {"MODE": "fast"}
+    assert all(b.exclusive_node for b in plan.blocks)  # the default for kind ab
+
+
+def test_describe_plan_text(ab_dir):
+    plan = make_plan(load_spec("ab.yaml"))
+    assert describe_plan(plan, done_run_ids=frozenset({AB_EXPECTED[0][0]})) == AB_DESCRIBED
+
+
+def test_planning_is_deterministic(ab_dir):
+    assert make_plan(load_spec("ab.yaml")) == make_plan(load_spec("ab.yaml"))
+
+
+def test_editing_a_named_script_makes_new_runs(ab_dir):
+    before = [r.run_id for r in make_plan(load_spec("ab.yaml")).runs]
+    (ab_dir / "run.sh").write_text("echo changed\n")
+    after = make_plan(load_spec("ab.yaml")).runs
+    assert set(before).isdisjoint(r.run_id for r in after)
+    assert {r.seed for r in after} == {seed_from_run_id(r.run_id) for r in after}
+
+
+def test_a_script_is_found_relative_to_the_spec_folder(tmp_path, monkeypatch):
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "job.py").write_text("print(1)\n")
+    (tmp_path / "sweeps" / "s.yaml").write_text("name: s\narms: {a: {command: [python, job.py]}}\n")
+    monkeypatch.chdir(tmp_path)
+    run = make_plan(load_spec("sweeps/s.yaml")).runs[0]
+    assert run.script_sha256 == plan_mod.file_sha256(tmp_path / "sweeps" / "job.py")
+
+
+def test_seeds_differ_per_replicate_and_fit_31_bits():
+    spec = parse_spec({"name": "s", "repeats": 20, "trainer": {"preset": "tiny"}, "arms": {"baseline": {}}})
+    runs = make_plan(spec).runs
+    assert len({r.seed for r in runs}) == 20
+    assert all(0 <= r.seed < 2**31 for r in runs)
+    assert [r.replicate for r in runs] == list(range(20))
+
+
+def test_trainer_source_is_part_of_the_identity(monkeypatch):
+    spec = parse_spec({"name": "s", "trainer": {"preset": "tiny"}, "arms": {"baseline": {}}})
+    first = make_plan(spec).runs[0].run_id
+    monkeypatch.setattr(plan_mod, "trainer_source_hash", lambda: "edited")
+    assert make_plan(spec).runs[0].run_id != first
+
+
+def test_trainer_arm_commands_params_and_labels():
+    spec = parse_spec({
+        "name": "s", "trainer": {"preset": "tiny", "set": {"steps": 30}}, "resources": {"gpus_per_run": 4},
+        "arms": {"baseline": {},
+                 "drop": {"set": {"ve_norm": True}, "grid": {"mlp_off": {"each_layer": "3,5"}}}},
+    })  # fmt: skip
+    plan = make_plan(spec)
+    base, d3, d5 = plan.runs
+    assert base.command == (
+        "torchrun", "--standalone", "--nproc_per_node=4", "-m", "trainer",
+        "--preset", "tiny", "--set", "steps=30",
+    )  # fmt: skip
+    assert d3.command[-4:] == ("--set", "ve_norm=true", "--set", "mlp_off=[3]")
+    assert d3.label == {"mlp_off": [3]} and d5.label == {"mlp_off": [5]} and base.label == {}
+    assert d3.is_trainer and d3.preset == "tiny" and d3.params["mlp_off"] == [3] and d3.params["steps"] == 30
+    assert plan.knob_types == {"mlp_off": "json", "ve_norm": "bool", "steps": "int"}
+    assert d3.estimate_s == pytest.approx(5.0 + 30 * 0.18)
+    one_gpu = make_plan(
+        dataclasses.replace(spec, resources=dataclasses.replace(spec.resources, gpus_per_run=1))
+    )
+    assert one_gpu.runs[0].command[:3] == ("python", "-m", "trainer")
+
+
+def test_every_trainer_command_resolves_to_its_params():
+    """What the trainer will parse from the command line is exactly what was planned and hashed."""
+    from trainer.config import config_to_dict, parse_set, resolve
+
+    spec = parse_spec({
+        "name": "s", "trainer": {"preset": "tiny"},
+        "arms": {"a": {"grid": {"mlp_kind": {"each_layer": "0,11", "value": "glu"}, "adam_eps": [1e-9]}},
+                 "b": {"set": {"ve_pattern": "- 0 1 - - - - - - x0 0 1", "attn_paths": {0: 2}}}},
+    })  # fmt: skip
+    for run in make_plan(spec).runs:
+        args = run.command[run.command.index("trainer") + 1 :]
+        sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+        assert config_to_dict(resolve(run.preset, parse_set(sets))) == run.params
+        assert shlex.split(shlex.join(run.command)) == list(run.command)
+
+
+def test_command_arm_running_the_trainer_gets_seeds_and_params():
+    spec = parse_spec({
+        "name": "s", "kind": "ab", "runs_per_arm": 2,
+        "arms": {"baseline": {"command": ["python", "-m", "trainer", "--preset", "tiny"]},
+                 "mlp0": {"command": ["python", "-m", "trainer", "--preset", "tiny",
+                                      "--set", "mlp_off=[0]"]}},
+    })  # fmt: skip
+    plan = make_plan(spec)
+    assert all(r.is_trainer and r.preset == "tiny" for r in plan.runs)
+    assert {r.arm: r.params["mlp_off"] for r in plan.runs} == {"baseline": [], "mlp0": [0]}
+    assert plan.knob_types == {"mlp_off": "json", "steps": "int"}
+
+
+def _grid_spec(**kw):
+    data = {"name": "g", "trainer": {"preset": "tiny"}, "repeats": 2,
+            "arms": {"baseline": {}, "d": {"grid": {"mlp_off": [[1], [2]]}}}}  # fmt: skip
+    data.update(kw)
+    return parse_spec(data)
+
+
+def test_grid_interleaves_replicates_one_run_per_block():
+    plan = make_plan(_grid_spec())
+    seq = [(r.arm, str(r.label), r.replicate) for r in plan.runs]
+    assert seq == [
+        ("baseline", "{}", 0), ("d", "{'mlp_off': [1]}", 0), ("d", "{'mlp_off': [2]}", 0),
+        ("baseline", "{}", 1), ("d", "{'mlp_off': [1]}", 1), ("d", "{'mlp_off': [2]}", 1),
+    ]  # fmt: skip
+    assert [len(b.runs) for b in plan.blocks] == [1] * 6
+    assert [r.block for r in plan.runs] == list(range(6))
+    assert not any(b.exclusive_node for b in plan.blocks)
+
+
+def test_per_replicate_blocks_with_arm_repeats_and_abba():
+    spec = _grid_spec(blocks="per_replicate", order="abba", repeats=1,
+                      arms={"baseline": {"repeats": 3}, "mlp0": {"set": {"mlp_off": [0]}, "repeats": 3},
+                            "d": {"grid": {"mlp_off": [[3], [6]]}}})  # fmt: skip
+    blocks = make_plan(spec).blocks
+    names = [[(r.arm, r.replicate) for r in b.runs] for b in blocks]
+    assert names == [
+        [("baseline", 0), ("mlp0", 0), ("d", 0), ("d", 0)],
+        [("mlp0", 1), ("baseline", 1)],
+        [("baseline", 2), ("mlp0", 2)],
+    ]
+    for b in blocks:
+        assert [r.order_index for r in b.runs] == list(range(len(b.runs)))
+        assert {r.block for r in b.runs} == {b.block_id}
+
+
+def test_per_replicate_random_order_is_seeded():
+    orders = {}
+    for seed in (1, 2):
+        spec = _grid_spec(blocks="per_replicate", order="random-blocks", seed=seed, repeats=6)
+        orders[seed] = [[(r.arm, str(r.label)) for r in b.runs] for b in make_plan(spec).blocks]
+        again = [[(r.arm, str(r.label)) for r in b.runs] for b in make_plan(spec).blocks]
+        assert again == orders[seed]
+    assert orders[1] != orders[2]
+    assert all(sorted(map(str, b)) == sorted(map(str, orders[1][0])) for b in orders[1])
+
+
+def test_ab_patterns():
+    assert ab_pattern("alternate", 3, 1, 0) == ["AB", "AB", "AB"]
+    assert ab_pattern("abba", 4, 1, 0) == ["AB", "BA", "AB", "BA"]
+    assert ab_pattern("abba", 2, 2, 0) == ["ABBA", "ABBA"]
+    assert ab_pattern("alternate", 1, 3, 0) == ["ABABAB"]
+    rnd = ab_pattern("random-blocks", 50, 2, seed=7)
+    assert rnd == ab_pattern("random-blocks", 50, 2, seed=7) != ab_pattern("random-blocks", 50, 2, seed=8)
+    assert all(Counter(b) == {"A": 2, "B": 2} for b in rnd)
+    assert len(set(rnd)) > 1
+
+
+@pytest.mark.parametrize("order", ["alternate", "abba", "random-blocks"])
+def test_ab_blocks_hold_block_size_of_each_arm(order):
+    spec = parse_spec({
+        "name": "ab", "kind": "ab", "order": order, "runs_per_arm": 6, "block_size": 2,
+        "trainer": {"preset": "tiny"},
+        "arms": {"cand": {"set": {"mlp_off": [0]}}, "baseline": {}},
+    })  # fmt: skip
+    plan = make_plan(spec)
+    assert plan.baseline_arm == "baseline" and len(plan.blocks) == 3
+    for block in plan.blocks:
+        assert Counter(r.arm for r in block.runs) == {"baseline": 2, "cand": 2}
+    for arm in ("baseline", "cand"):
+        assert [r.replicate for r in plan.runs if r.arm == arm] == list(range(6))
+    assert len({r.run_id for r in plan.runs}) == 12
+
+
+def test_identity_diff_ignores_timeouts_retries_and_description():
+    base = {"name": "s", "trainer": {"preset": "tiny", "set": {"steps": 10}}, "arms": {"baseline": {}}}
+    a = parse_spec(base)
+    b = parse_spec(
+        {**base, "timeout_min": 3, "retries": 5, "description": "x", "resources": {"cpus_per_run": 2}}
+    )
+    assert spec_identity_diff(a, b) == []
+    c = parse_spec({**base, "trainer": {"preset": "tiny", "set": {"steps": 11}}, "repeats": 2})
+    assert spec_identity_diff(a, c) == ["repeats", "trainer.set.steps"]
+    d = parse_spec({**base, "arms": {"baseline": {}, "mlp0": {"set": {"mlp_off": [0]}}}})
+    assert spec_identity_diff(a, d) == ["arms.mlp0", "arm_order"]
+
+
+def test_profiles_rename_the_sweep_and_keep_the_raw_spec(tmp_path):
+    text = (
+        "name: s\narms: {baseline: {}}\n"
+        "profiles:\n  cpu: {trainer: {preset: tiny}, resources: {gpus_per_run: 0}}\n"
+    )
+    path = Path(tmp_path / "s.yaml")
+    path.write_text(text)
+    spec = load_spec(path, profile="cpu")
+    assert (spec.name, spec.preset, spec.resources.gpus_per_run, spec.profile) == ("s-cpu", "tiny", 0, "cpu")
+    assert "profiles" in spec.raw and spec.raw["name"] == "s"
+    plan = make_plan(spec)
+    assert plan.profile == "cpu" and plan.name == "s-cpu" and plan.runs[0].sweep == "s-cpu"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    order=st.sampled_from(["alternate", "abba", "random-blocks"]),
+    n_blocks=st.integers(1, 12),
+    size=st.integers(1, 4),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_ab_pattern_properties(order, n_blocks, size, seed):
+    blocks = ab_pattern(order, n_blocks, size, seed)
+    assert len(blocks) == n_blocks
+    assert all(Counter(b) == {"A": size, "B": size} for b in blocks)
+    if order != "random-blocks":  # pairs: each A next to its B, the first pair of the sweep is AB
+        assert all(b[i : i + 2] in ("AB", "BA") for b in blocks for i in range(0, 2 * size, 2))
+        assert blocks[0].startswith("AB")
+
+
+@settings(max_examples=25, deadline=None)
+@given(repeats=st.lists(st.integers(1, 4), min_size=1, max_size=4))
+def test_grid_interleaving_is_replicate_major(repeats):
+    arms = {f"a{i}": {"command": ["echo", str(i)], "repeats": r} for i, r in enumerate(repeats)}
+    runs = make_plan(parse_spec({"name": "g", "arms": arms})).runs
+    assert [r.replicate for r in runs] == sorted(r.replicate for r in runs)
+    assert Counter(r.arm for r in runs) == {f"a{i}": r for i, r in enumerate(repeats)}
+    assert len({r.seed for r in runs}) == len(runs)

@@ -1,0 +1,404 @@
+# ruff: noqa: E501  (the table stores each exact one-line message)
+"""The spec parser's one-line errors: a table of malformed specs, each with its exact message.
+
+Each message is ``<file>: <field.path>: <what is wrong>; <what is valid>``; the file prefix is
+checked once and left out of the table.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from orchestrator.cli import UserError
+from orchestrator.plan import make_plan
+from orchestrator.spec import SpecError, deep_merge, dump_raw, load_spec, parse_spec
+
+BASE = "name: t\ntrainer: {preset: tiny}\nresources: {gpus_per_run: 0}\n"
+ARMS = "arms:\n  baseline: {}\n  mlp0: {set: {mlp_off: [0]}}\n"
+AB = "kind: ab\narms:\n  baseline: {}\n  mlp0: {set: {mlp_off: [0]}}\n"
+# name -> (spec text, expected message after the file name)
+CASES = {
+    "duplicate_arm": (
+        BASE + "arms:\n  baseline: {}\n  baseline: {set: {steps: 3}}\n",
+        "duplicate key 'baseline' at line 6, column 3; give each key once",
+    ),
+    "yaml_syntax": (
+        BASE + "arms: {baseline: {}\n",
+        "YAML syntax error at line 5, column 1: expected ',' or '}', but got '<stream end>'; fix the YAML syntax there",
+    ),
+    "yaml_tab": (
+        "name: t\narms:\n\tbaseline: {}\n",
+        "YAML syntax error at line 3, column 1: found character '\\t' that cannot start any token; fix the YAML syntax there",
+    ),
+    "top_not_mapping": (
+        "- a\n- b\n",
+        "expected a mapping of spec fields at the top, got a list; see sweeps/README.md",
+    ),
+    "empty_file": (
+        "",
+        "expected a mapping of spec fields at the top, got null; see sweeps/README.md",
+    ),
+    "unknown_top_key": (
+        BASE + ARMS + "repeat: 2\n",
+        "repeat: unknown key; allowed: name, description, kind, trainer, resources, repeats, runs_per_arm, order, block_size, blocks, seed, timeout_s, timeout_min, retries, target_val_loss, estimate_min, baseline, arms, profiles",
+    ),
+    "missing_name": (
+        "trainer: {preset: tiny}\n" + ARMS,
+        "name: missing; give the sweep a name (it names the results folder)",
+    ),
+    "unsafe_name": (
+        "name: ../x\n" + ARMS,
+        "name: ../x is not a safe name; use letters, digits, '.', '_', '-' (starting with a letter or digit, no '..')",
+    ),
+    "name_with_slash": (
+        "name: a/b\n" + ARMS,
+        "name: a/b is not a safe name; use letters, digits, '.', '_', '-' (starting with a letter or digit, no '..')",
+    ),
+    "name_not_string": (
+        "name: [a]\n" + ARMS,
+        "name: a list is not a safe name; use letters, digits, '.', '_', '-' (starting with a letter or digit, no '..')",
+    ),
+    "bad_kind": (
+        BASE + ARMS + "kind: sweep\n",
+        "kind: sweep is not valid; choose one of: grid, ab",
+    ),
+    "unknown_preset": (
+        "name: t\ntrainer: {preset: huge}\n" + ARMS,
+        "trainer.preset: unknown preset huge; choose one of: speedrun, pr117, h200-mini, tiny",
+    ),
+    "unknown_trainer_key": (
+        "name: t\ntrainer: {preset: tiny, knobs: {}}\n" + ARMS,
+        "trainer.knobs: unknown key; allowed: preset, set",
+    ),
+    "unknown_knob_in_trainer_set": (
+        "name: t\ntrainer: {preset: tiny, set: {mlp_of: [0]}}\n" + ARMS,
+        "trainer.set.mlp_of: unknown knob 'mlp_of'; did you mean 'mlp_off'? (see --list-knobs)",
+    ),
+    "bad_knob_value_trainer_set": (
+        "name: t\ntrainer: {preset: tiny, set: {steps: -3}}\n" + ARMS,
+        "trainer.set.steps: -3 must be >= 1",
+    ),
+    "seed_knob": (
+        BASE + "arms:\n  baseline: {set: {seed: 3}}\n",
+        "arms.baseline.set.seed: the seed is derived per replicate from the run_id; remove it",
+    ),
+    "unknown_knob_in_arm": (
+        BASE + "arms:\n  baseline: {}\n  x: {set: {mlp_of: [0]}}\n",
+        "arms.x.set.mlp_of: unknown knob 'mlp_of'; did you mean 'mlp_off'? (see --list-knobs)",
+    ),
+    "bad_layer_in_arm": (
+        BASE + "arms:\n  baseline: {}\n  x: {set: {mlp_off: [12]}}\n",
+        "arms.x.set.mlp_off: layer 12 out of range 0..11",
+    ),
+    "bad_grid_value": (
+        BASE + "arms:\n  baseline: {}\n  x: {grid: {mlp_off: [[1], [13]]}}\n",
+        "arms.x.grid.mlp_off[1]: layer 13 out of range 0..11",
+    ),
+    "grid_not_list": (
+        BASE + "arms:\n  baseline: {}\n  x: {grid: {mlp_off: 3}}\n",
+        "arms.x.grid.mlp_off: expected a non-empty list of values or {each_layer: RANGE}, got 3",
+    ),
+    "grid_empty_list": (
+        BASE + "arms:\n  baseline: {}\n  x: {grid: {mlp_off: []}}\n",
+        "arms.x.grid.mlp_off: expected a non-empty list of values or {each_layer: RANGE}, got an empty list",
+    ),
+    "grid_duplicate": (
+        BASE + "arms:\n  baseline: {}\n  x: {grid: {steps: [10, 20, 10]}}\n",
+        "arms.x.grid.steps[2]: duplicate value 10; each grid value once",
+    ),
+    "grid_unknown_knob": (
+        BASE + "arms:\n  baseline: {}\n  x: {grid: {mlp_offf: [[1]]}}\n",
+        "arms.x.grid.mlp_offf: unknown knob 'mlp_offf'; did you mean 'mlp_off'? (see --list-knobs)",
+    ),
+    "each_layer_bad_range": (
+        BASE + 'arms:\n  x: {grid: {mlp_off: {each_layer: "3-1"}}}\n',
+        'arms.x.grid.mlp_off.each_layer: 3-1 is not a layer range; use "0-11", "0,6,11" or [0, 6, 11]',
+    ),
+    "each_layer_missing": (
+        BASE + "arms:\n  x: {grid: {mlp_off: {with: [0]}}}\n",
+        'arms.x.grid.mlp_off: a grid mapping needs each_layer: RANGE (e.g. "0-11"); or give a list of values',
+    ),
+    "each_layer_unknown_key": (
+        BASE + 'arms:\n  x: {grid: {mlp_off: {each_layer: "0-3", plus: [0]}}}\n',
+        "arms.x.grid.mlp_off.plus: unknown key; allowed: each_layer, with, value",
+    ),
+    "each_layer_with_and_value": (
+        BASE + 'arms:\n  x: {grid: {mlp_kind: {each_layer: "0-3", with: [0], value: glu}}}\n',
+        "arms.x.grid.mlp_kind.value: given together with 'with'; use one: with (layer lists) or value ({layer: value})",
+    ),
+    "each_layer_out_of_range": (
+        BASE + 'arms:\n  x: {grid: {mlp_off: {each_layer: "0-12"}}}\n',
+        "arms.x.grid.mlp_off[12]: layer 12 out of range 0..11",
+    ),
+    "each_layer_bad_value": (
+        BASE + 'arms:\n  x: {grid: {mlp_kind: {each_layer: "0-3", value: gelu}}}\n',
+        'arms.x.grid.mlp_kind[0]: layer 0: "gelu" is not one of: relu2, glu, double',
+    ),
+    "arms_missing": (
+        BASE,
+        "arms: missing; give at least one arm, e.g. arms: {baseline: {}}",
+    ),
+    "arms_empty": (
+        BASE + "arms: {}\n",
+        "arms: empty; give at least one arm, e.g. arms: {baseline: {}}",
+    ),
+    "arms_list": (
+        BASE + "arms: [baseline]\n",
+        "arms: expected a mapping, got a list",
+    ),
+    "arm_bad_name": (
+        BASE + "arms:\n  'a b': {}\n",
+        "arms.a b: a b is not a safe name; use letters, digits, '.', '_', '-' (starting with a letter or digit, no '..')",
+    ),
+    "arm_unknown_key": (
+        BASE + "arms:\n  baseline: {sets: {steps: 3}}\n",
+        "arms.baseline.sets: unknown key; allowed: set, grid, repeats, command, cwd, env",
+    ),
+    "arm_not_mapping": (
+        BASE + "arms:\n  baseline: 3\n",
+        "arms.baseline: expected a mapping, got 3",
+    ),
+    "cwd_on_trainer_arm": (
+        BASE + "arms:\n  baseline: {cwd: /tmp}\n",
+        "arms.baseline.cwd: only for command arms; add command: [argv...] or remove it",
+    ),
+    "command_with_set": (
+        BASE + "arms:\n  a: {command: [echo, hi], set: {steps: 3}}\n",
+        "arms.a.set: unknown key; allowed: command, cwd, env, repeats",
+    ),
+    "command_not_list": (
+        BASE + "arms:\n  a: {command: echo hi}\n",
+        "arms.a.command: expected a non-empty list of arguments, got echo hi",
+    ),
+    "command_empty": (
+        BASE + "arms:\n  a: {command: []}\n",
+        "arms.a.command: expected a non-empty list of arguments, got an empty list",
+    ),
+    "command_nested": (
+        BASE + "arms:\n  a: {command: [echo, [x]]}\n",
+        "arms.a.command[1]: expected a string argument, got a list",
+    ),
+    "env_not_mapping": (
+        BASE + "arms:\n  a: {command: [echo], env: [A=1]}\n",
+        "arms.a.env: expected a mapping, got a list",
+    ),
+    "env_nested_value": (
+        BASE + "arms:\n  a: {command: [echo], env: {A: [1]}}\n",
+        "arms.a.env.A: expected a text value, got a list",
+    ),
+    "trainer_command_bad_knob": (
+        BASE + "arms:\n  a: {command: [python, -m, trainer, --set, 'mlp_of=[0]']}\n",
+        "arms.a.command: unknown knob 'mlp_of'; did you mean 'mlp_off'? (see --list-knobs)",
+    ),
+    "trainer_command_bad_preset": (
+        BASE + "arms:\n  a: {command: [python, -m, trainer, --preset, huge]}\n",
+        "arms.a.command: unknown preset 'huge'; choose one of: speedrun, pr117, h200-mini, tiny",
+    ),
+    "repeats_zero": (
+        BASE + ARMS + "repeats: 0\n",
+        "repeats: 0 is too small; expected an integer >= 1",
+    ),
+    "repeats_string": (
+        BASE + ARMS + "repeats: two\n",
+        "repeats: expected an integer >= 1, got two",
+    ),
+    "arm_repeats_bool": (
+        BASE + "arms:\n  baseline: {repeats: true}\n",
+        "arms.baseline.repeats: expected an integer >= 1, got true",
+    ),
+    "gpus_negative": (
+        "name: t\nresources: {gpus_per_run: -1}\n" + ARMS,
+        "resources.gpus_per_run: -1 is too small; expected an integer >= 0",
+    ),
+    "cpus_zero": (
+        "name: t\nresources: {cpus_per_run: 0}\n" + ARMS,
+        "resources.cpus_per_run: 0 must be > 0; expected a positive number",
+    ),
+    "resources_unknown_key": (
+        "name: t\nresources: {gpus: 8}\n" + ARMS,
+        "resources.gpus: unknown key; allowed: gpus_per_run, cpus_per_run, exclusive_node",
+    ),
+    "exclusive_not_bool": (
+        "name: t\nresources: {exclusive_node: yes please}\n" + ARMS,
+        "resources.exclusive_node: expected true or false, got yes please",
+    ),
+    "both_timeouts": (
+        BASE + ARMS + "timeout_s: 60\ntimeout_min: 1\n",
+        "timeout_min: given together with timeout_s; give one of them",
+    ),
+    "timeout_negative": (
+        BASE + ARMS + "timeout_min: -5\n",
+        "timeout_min: -5 must be > 0; expected a positive number",
+    ),
+    "retries_negative": (
+        BASE + ARMS + "retries: -1\n",
+        "retries: -1 is too small; expected an integer >= 0",
+    ),
+    "target_string": (
+        BASE + ARMS + "target_val_loss: low\n",
+        "target_val_loss: expected a number, got low",
+    ),
+    "baseline_not_arm": (
+        BASE + ARMS + "baseline: base\n",
+        "baseline: base is not an arm; choose one of: baseline, mlp0",
+    ),
+    "grid_runs_per_arm": (
+        BASE + ARMS + "runs_per_arm: 3\n",
+        "runs_per_arm: only for kind ab; for kind grid use repeats",
+    ),
+    "grid_block_size": (
+        BASE + ARMS + "block_size: 2\n",
+        "block_size: only for kind ab; for kind grid use blocks: per_replicate",
+    ),
+    "grid_order_without_blocks": (
+        BASE + ARMS + "order: abba\n",
+        "order: orders runs within a block; for kind grid it needs blocks: per_replicate",
+    ),
+    "bad_blocks": (
+        BASE + ARMS + "blocks: per_node\n",
+        "blocks: per_node is not valid; choose one of: per_run, per_replicate",
+    ),
+    "bad_order": (
+        BASE + ARMS + "blocks: per_replicate\norder: zigzag\n",
+        "order: zigzag is not valid; choose one of: alternate, abba, random-blocks",
+    ),
+    "ab_repeats": (
+        BASE + AB + "repeats: 3\n",
+        "repeats: only for kind grid; for kind ab use runs_per_arm",
+    ),
+    "ab_three_arms": (
+        BASE + "kind: ab\narms: {a: {}, b: {}, c: {}}\n",
+        "arms: kind ab needs exactly 2 arms (baseline and candidate), got 3",
+    ),
+    "ab_grid_arm": (
+        BASE + "kind: ab\narms:\n  baseline: {}\n  x: {grid: {steps: [1, 2]}}\n",
+        "arms.x.grid: kind ab compares two single configurations; use set, or kind grid",
+    ),
+    "ab_not_multiple": (
+        BASE + AB + "runs_per_arm: 5\nblock_size: 2\n",
+        "runs_per_arm: 5 is not a multiple of block_size 2; every block holds block_size of each arm",
+    ),
+    "ab_bad_order": (
+        BASE + AB + "order: ab\n",
+        "order: ab is not valid; choose one of: alternate, abba, random-blocks",
+    ),
+    "ab_arm_repeats": (
+        BASE + "kind: ab\narms:\n  baseline: {repeats: 2}\n  mlp0: {set: {mlp_off: [0]}}\n",
+        "arms.baseline.repeats: only for kind grid; for kind ab use runs_per_arm",
+    ),
+    "profiles_not_mapping": (
+        BASE + ARMS + "profiles: [cpu]\n",
+        "profiles: expected a mapping, got a list",
+    ),
+    "profile_unknown_key": (
+        BASE + ARMS + "profiles:\n  cpu: {gpu: 0}\n",
+        "profiles.cpu.gpu: unknown key; allowed: name, description, kind, trainer, resources, repeats, runs_per_arm, order, block_size, blocks, seed, timeout_s, timeout_min, retries, target_val_loss, estimate_min, baseline, arms",
+    ),
+    "profile_bad_name": (
+        BASE + ARMS + "profiles:\n  'c/u': {}\n",
+        "profiles.c/u: c/u is not a safe name; use letters, digits, '.', '_', '-' (starting with a letter or digit, no '..')",
+    ),
+    "duplicate_resolved_point": (
+        BASE + "arms:\n  x: {grid: {mlp_kind: [glu, [glu,glu,glu,glu,glu,glu,glu,glu,glu,glu,glu,glu]]}}\n",
+        'arms.x.grid: mlp_kind=["glu","glu","glu","glu","glu","glu","glu","glu","glu","glu","glu","glu"] and mlp_kind="glu" resolve to the same configuration; give each grid value once',
+    ),
+    "description_not_text": (
+        BASE + ARMS + "description: [a]\n",
+        "description: expected text, got a list",
+    ),
+    "estimate_zero": (
+        BASE + ARMS + "estimate_min: 0\n",
+        "estimate_min: 0 must be > 0; expected a positive number",
+    ),
+}
+
+
+def _load(tmp_path, monkeypatch, text: str, profile: str | None = None):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(text)
+    return make_plan(load_spec("s.yaml", profile=profile))
+
+
+def test_the_table_is_big_enough():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_malformed_spec_gives_its_one_line_error(case, tmp_path, monkeypatch):
+    text, expected = CASES[case]
+    with pytest.raises(SpecError) as info:
+        _load(tmp_path, monkeypatch, text)
+    message = str(info.value)
+    assert message == f"s.yaml: {expected}"
+    assert "\n" not in message
+    assert isinstance(info.value, UserError)  # so `ablate` prints it as one line and exits 2
+
+
+def test_unknown_profile_names_the_profiles(tmp_path, monkeypatch):
+    text = BASE + ARMS + "profiles: {cpu: {}, small: {repeats: 1}}\n"
+    with pytest.raises(
+        SpecError, match=r"^s\.yaml: --profile: 'gpu' is not a profile of this spec; profiles: cpu, small$"
+    ):
+        _load(tmp_path, monkeypatch, text, profile="gpu")
+
+
+def test_missing_file_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        SpecError, match=r"^nope\.yaml: no such spec file; pass a YAML file such as sweeps/demo\.yaml$"
+    ):
+        load_spec("nope.yaml")
+
+
+def test_a_profile_error_points_at_the_merged_field(tmp_path, monkeypatch):
+    text = BASE + ARMS + "profiles:\n  cpu: {trainer: {set: {steps: 0}}}\n"
+    _load(tmp_path, monkeypatch, text)  # valid without the profile
+    with pytest.raises(SpecError, match=r"^s\.yaml: trainer\.set\.steps: 0 must be >= 1$"):
+        _load(tmp_path, monkeypatch, text, profile="cpu")
+
+
+def test_defaults_and_conversions():
+    spec = parse_spec(
+        {"name": "s", "timeout_min": 2.5, "arms": {"a": {}, "b": {"command": ["x"], "env": {"F": True}}}}
+    )
+    assert spec.timeout_s == 150.0 and spec.retries == 1 and spec.repeats == 1
+    assert spec.baseline == "a"  # no arm named baseline: the first
+    assert spec.kind == "grid" and spec.resources.exclusive_node is False and spec.preset == "speedrun"
+    assert spec.arm("b").env == {"F": "true"} and spec.arm("b").is_command
+    ab = parse_spec({"name": "s", "kind": "ab", "arms": {"x": {}, "baseline": {}}})
+    assert ab.resources.exclusive_node is True and ab.baseline == "baseline" and ab.runs_per_arm == 1
+
+
+def test_each_layer_shorthand():
+    spec = parse_spec(
+        {
+            "name": "s",
+            "arms": {
+                "one": {"grid": {"mlp_off": {"each_layer": "0-2,11"}}},
+                "pair": {"grid": {"mlp_off": {"each_layer": [0, 1, 2], "with": [0]}}},
+                "kind": {"grid": {"mlp_kind": {"each_layer": "5", "value": "glu"}}},
+            },
+        }
+    )
+    assert spec.arm("one").grid == (("mlp_off", ([0], [1], [2], [11])),)
+    assert spec.arm("pair").grid == (("mlp_off", ([0, 1], [0, 2])),)  # [0] + 0 would repeat layer 0
+    assert spec.arm("kind").grid == (("mlp_kind", ({5: "glu"},)),)
+
+
+def test_deep_merge_merges_mappings_and_replaces_the_rest():
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": 1, "c": {"k": {"z": 0}}}
+    over = {"a": {"y": [3]}, "c": {"k": None}, "d": 4}
+    assert deep_merge(base, over) == {"a": {"x": 1, "y": [3]}, "b": 1, "c": {"k": None}, "d": 4}
+    assert base == {"a": {"x": 1, "y": [1, 2]}, "b": 1, "c": {"k": {"z": 0}}}  # not mutated
+
+
+def test_profile_merges_one_grid_of_one_arm(tmp_path):
+    text = (
+        "name: s\narms:\n  baseline: {}\n  d: {set: {ve_norm: true}, grid: {mlp_off: {each_layer: '0-11'}}}\n"
+        "profiles:\n  cpu: {trainer: {preset: tiny}, arms: {d: {grid: {mlp_off: {each_layer: '3'}}}}}\n"
+    )
+    (tmp_path / "s.yaml").write_text(text)
+    spec = load_spec(tmp_path / "s.yaml", profile="cpu")
+    assert spec.arm("d").grid == (("mlp_off", ([3],)),) and spec.arm("d").set == {"ve_norm": True}
+    assert yaml.safe_load(dump_raw(spec)) == yaml.safe_load(text)  # the spec as submitted
