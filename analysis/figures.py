@@ -1,0 +1,107 @@
+"""Figures over run and step tables. Each function returns the figure; the report saves it.
+
+Inputs are the DataFrames of `analysis.store` (`read_runs`, `read_steps`) or the small long tables
+built from them in `analysis.report`; nothing here reads files or touches global RNG state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats as st
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _mean_ci(values: np.ndarray) -> tuple[float, float]:
+    """(mean, half-width of the 95 % t interval; 0 for n == 1)."""
+    n = len(values)
+    if n < 2:
+        return float(values.mean()), 0.0
+    half = st.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
+    return float(values.mean()), float(half)
+
+
+def layer_ablation(points: pd.DataFrame, baseline_mean: float | None, target: float | None):
+    """The seed's drop-one plot: x layer index, y final val loss (mean ± 95 % interval when n > 1).
+
+    points: columns `series`, `layer` (int), `final_val_loss`; one line per series.
+    """
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    for i, (name, grp) in enumerate(points.groupby("series", sort=True)):
+        rows = [(layer, *_mean_ci(g["final_val_loss"].to_numpy(float))) for layer, g in grp.groupby("layer")]
+        x, y, err = (np.array(v) for v in zip(*rows, strict=True))
+        ax.errorbar(x, y, yerr=err, marker=MARKERS[i % len(MARKERS)], capsize=3, label=str(name))
+    if baseline_mean is not None:
+        ax.axhline(baseline_mean, color="black", linestyle="--", linewidth=1, label="baseline mean")
+    if target is not None:
+        ax.axhline(target, color="red", linestyle=":", linewidth=1, label=f"target {target}")
+    ax.set_xlabel("layer index")
+    ax.set_ylabel("final val loss")
+    ax.set_title("Layer ablation (mean, 95 % interval where n > 1)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig, ax
+
+
+def loss_curves(steps: pd.DataFrame, runs: pd.DataFrame):
+    """Validation loss against step, one colour per arm (every run drawn thin)."""
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    val = steps.dropna(subset=["val_loss"]).merge(runs[["run_id", "arm"]], on="run_id")
+    colors = _arm_colors(runs["arm"])
+    for (arm, _run), g in val.groupby(["arm", "run_id"], sort=True):
+        ax.plot(g["step"], g["val_loss"], color=colors[arm], alpha=0.6, linewidth=1)
+    for arm, color in colors.items():
+        ax.plot([], [], color=color, label=str(arm))
+    ax.set_xlabel("step")
+    ax.set_ylabel("val loss")
+    ax.set_title("Validation loss per run, coloured by arm")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig, ax
+
+
+def train_times(runs: pd.DataFrame):
+    """Train time (s) per run in run order, colour = arm, marker = node: shows interleaving and drift."""
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    df = runs.assign(order=np.arange(len(runs)), node=runs["node_id"].fillna(runs["hostname"]).fillna("?"))
+    colors = _arm_colors(runs["arm"])
+    nodes = sorted(df["node"].astype(str).unique())
+    for (arm, node), g in df.groupby(["arm", df["node"].astype(str)], sort=True):
+        marker = MARKERS[nodes.index(node) % len(MARKERS)]
+        ax.scatter(
+            g["order"], g["train_time_ms"] / 1000.0, color=colors[arm], marker=marker, label=f"{arm} @ {node}"
+        )
+    ax.set_xlabel("run order")
+    ax.set_ylabel("train time (s)")
+    ax.set_title("Train time per run")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, ax
+
+
+def loss_distribution(runs: pd.DataFrame):
+    """Final val loss of every run per arm (points over a box)."""
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    arms = sorted(runs["arm"].unique())
+    data = [runs.loc[runs["arm"] == a, "final_val_loss"].dropna().to_numpy(float) for a in arms]
+    ax.boxplot(data, tick_labels=arms, showfliers=False)
+    for i, d in enumerate(data, start=1):
+        # Fixed, evenly spaced offsets instead of random jitter: the figure is deterministic.
+        ax.scatter(i + np.linspace(-0.15, 0.15, len(d)) if len(d) > 1 else [i], d, s=12, alpha=0.7)
+    ax.set_ylabel("final val loss")
+    ax.set_title("Final val loss per arm")
+    ax.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    return fig, ax
+
+
+def _arm_colors(arms: pd.Series) -> dict:
+    names = sorted(pd.unique(arms))
+    palette = [f"C{i % 10}" for i in range(len(names))]
+    return dict(zip(names, palette, strict=True))

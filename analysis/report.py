@@ -1,0 +1,321 @@
+"""`write_report(results_dir)`: report.md, a self-contained report.html and figures/*.png.
+
+Verdict first, then the numbers (the seed's lines first for an A/B, the arms table for a grid), then
+figures, per-run overhead and provenance. The text is stable (fixed formats, sorted rows, a fixed
+bootstrap seed) so tests compare it with stored expected text.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import figures, store, summary
+
+BOOTSTRAP_SEED = 20250905  # fixed: the same results give the same report, byte for byte
+
+
+def run_order(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs in the order they ran: started_at when known, else (block, order_index), then run_id."""
+    keys = [
+        k for k in ("started_at", "block", "order_index", "run_id") if k in runs and runs[k].notna().any()
+    ]
+    return runs.sort_values(keys, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def infer_kind(sweep: dict, runs: pd.DataFrame) -> str:
+    """sweep.json's kind; without it, "ab" when two arms share blocks (interleaved), else "grid"."""
+    if sweep.get("kind") in ("ab", "grid"):
+        return sweep["kind"]
+    two_arms = runs["arm"].nunique() == 2 and runs["block"].notna().any()
+    return "ab" if two_arms and (runs.groupby("block")["arm"].nunique() == 2).any() else "grid"
+
+
+def baseline_arm(sweep: dict, runs: pd.DataFrame) -> str | None:
+    if sweep.get("baseline_arm"):
+        return sweep["baseline_arm"]
+    arms = sorted(runs["arm"].dropna().unique())
+    return "baseline" if "baseline" in arms else (arms[0] if arms else None)
+
+
+def block_deltas(ok: pd.DataFrame, base: str, cand: str) -> dict | None:
+    """Per-block baseline − candidate deltas of time (s) and loss, when runs share blocks."""
+    from analysis.stats import block_diffs
+
+    if "block" not in ok or ok["block"].isna().all():
+        return None
+    t = block_diffs(ok["train_time_ms"] / 1000.0, ok["arm"], ok["block"], base, cand)
+    if len(t) == 0:
+        return None
+    return {"time_s": t, "loss": block_diffs(ok["final_val_loss"], ok["arm"], ok["block"], base, cand)}
+
+
+def ab_section(runs: pd.DataFrame, sweep: dict, target) -> tuple[str, list[str]]:
+    """(verdict, lines) of an A/B results folder."""
+    ok = runs[runs["status"] == "ok"]
+    base = baseline_arm(sweep, runs)
+    others = [a for a in (sweep.get("arms") or sorted(runs["arm"].unique())) if a != base]
+    if not others:
+        return "no candidate arm has finished runs yet", []
+    cand = others[0]
+    arms = {
+        role: {
+            "loss": ok.loc[ok["arm"] == a, "final_val_loss"],
+            "time_s": ok.loc[ok["arm"] == a, "train_time_ms"] / 1000,
+        }
+        for role, a in (("baseline", base), ("candidate", cand))
+    }
+    s = summary.ab_summary(arms, target, np.random.default_rng(BOOTSTRAP_SEED), block_deltas(ok, base, cand))
+    lines = [f"baseline = {base}, candidate = {cand}", *summary.ab_lines(s), *summary.ab_extra_lines(s)]
+    return summary.ab_verdict(s), lines
+
+
+def grid_section(runs: pd.DataFrame, sweep: dict, target) -> tuple[str, pd.DataFrame]:
+    base = baseline_arm(sweep, runs)
+    table = summary.grid_table(runs, base, np.random.default_rng(BOOTSTRAP_SEED))
+    if table.empty:
+        return f"no configuration to compare with the baseline arm {base!r} yet", table
+    tested = table[table["n"] > 1]
+    better = tested[(tested["loss_p_holm"] < 0.05) & (tested["loss_delta"] > 0)]
+    worse = tested[(tested["loss_p_holm"] < 0.05) & (tested["loss_delta"] < 0)]
+    verdict = (
+        f"{len(table)} configurations against {base}: {len(better)} significantly lower loss, "
+        f"{len(worse)} significantly higher (Holm-corrected, 5 %); "
+        f"{len(table) - len(tested)} with n=1 (no test)"
+    )
+    for col in ("loss_p", "loss_p_holm", "time_p", "time_p_holm"):
+        # Said plainly: a configuration with one run has a mean but no test (the seed's own plot had n=1).
+        table[col] = [
+            "no test (n=1)" if n < 2 else _fmt(p) for n, p in zip(table["n"], table[col], strict=True)
+        ]
+    return verdict, table
+
+
+def layer_points(runs: pd.DataFrame) -> pd.DataFrame:
+    """(series, layer, final_val_loss) for arms that vary a list-valued knob by one layer.
+
+    The layer of a run is the element of its list not common to every run of its arm: `mlp_off=[3]`
+    gives 3 in "drop one"; `[0, 3]` gives 3 in "drop MLP 0 and one more". Arms where that is not a
+    single index are left out.
+    """
+    ok = runs[(runs["status"] == "ok") & runs["final_val_loss"].notna()]
+    rows = []
+    for col in (c for c in ok.columns if c.startswith("knob_") and c != "knob_seed"):
+        for arm, g in ok.groupby("arm"):
+            lists = [_as_list(v) for v in g[col]]
+            if any(x is None for x in lists) or len({tuple(x) for x in lists}) < 2:
+                continue
+            common = set.intersection(*(set(x) for x in lists))
+            extra = [sorted(set(x) - common) for x in lists]
+            if all(len(e) == 1 and isinstance(e[0], int) for e in extra):
+                label = f"{arm} ({col[5:]})"
+                rows += [(label, e[0], v) for e, v in zip(extra, g["final_val_loss"], strict=True)]
+    return pd.DataFrame(rows, columns=["series", "layer", "final_val_loss"])
+
+
+def _as_list(v):
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError:
+            return None
+    return list(v) if isinstance(v, list) else None
+
+
+def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """startup_s = wall_s − train time, first run of a config on a node (cold) vs later ones (warm)."""
+    df = run_order(runs)
+    startup = df["startup_s"] if "startup_s" in df else pd.Series(np.nan, index=df.index)
+    startup = startup.fillna(df["wall_s"] - df["train_time_ms"] / 1000.0)
+    node = df["node_id"].fillna(df["hostname"]).fillna("?").astype(str)
+    # A config = what was run (arm, params, command): its first run on a node compiles from scratch.
+    config = df["arm"].astype(str) + "|" + df["params"].astype(str) + "|" + df["command"].astype(str)
+    first = ~pd.DataFrame({"config": config, "node": node}).duplicated()
+    cache = df["compile_cache"] if "compile_cache" in df else pd.Series(None, index=df.index)
+    phase = cache.where(cache.notna(), np.where(first, "cold", "warm"))
+    out = pd.DataFrame({"phase": phase.astype(str), "startup_s": startup}).dropna()
+    if out.empty:
+        return pd.DataFrame(columns=["phase", "runs", "mean_startup_s", "max_startup_s"])
+    g = out.groupby("phase")["startup_s"]
+    return pd.DataFrame(
+        {"runs": g.size(), "mean_startup_s": g.mean(), "max_startup_s": g.max()}
+    ).reset_index()
+
+
+def provenance(runs: pd.DataFrame) -> list[str]:
+    """Hosts, GPUs, versions and dates the numbers come from."""
+
+    def values(col):
+        if col not in runs:
+            return "n/a"
+        vals = sorted({str(v) for v in runs[col].dropna()})
+        return ", ".join(vals) if vals else "n/a"
+
+    dates = runs["started_at"].dropna() if "started_at" in runs else pd.Series([], dtype=object)
+    span = f"{dates.min():%Y-%m-%d %H:%M} to {dates.max():%Y-%m-%d %H:%M} UTC" if len(dates) else "n/a"
+    return [
+        f"hosts: {values('hostname')}",
+        f"GPUs: {values('gpu_name')} (per run: {values('gpus')})",
+        f"driver: {values('driver_version')}; CUDA: {values('cuda_version')}",
+        f"torch: {values('torch_version')}; ablate: {values('ablate_version')}",
+        f"runs started: {span}",
+    ]
+
+
+def status_line(runs: pd.DataFrame, planned) -> str:
+    counts = runs["status"].value_counts().sort_index()
+    text = ", ".join(f"{k}={v}" for k, v in counts.items()) or "none"
+    return f"runs: {len(runs)}" + (f" of {planned} planned" if planned else "") + f" ({text})"
+
+
+def _fmt(x) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if isinstance(x, (float, np.floating)):
+        return f"{x:.4f}" if abs(x) >= 1e-4 or x == 0 else f"{x:.2e}"
+    return str(x)
+
+
+def make_figures(runs: pd.DataFrame, steps: pd.DataFrame, base: str | None, target) -> dict:
+    """name -> figure; only the figures the data supports."""
+    ok = runs[runs["status"] == "ok"]
+    figs = {}
+    if len(ok):
+        figs["train_time"] = figures.train_times(run_order(ok))[0]
+        figs["final_loss"] = figures.loss_distribution(ok)[0]
+    pts = layer_points(runs)
+    if len(pts):
+        base_vals = ok.loc[ok["arm"] == base, "final_val_loss"].dropna()
+        figs["layer_ablation"] = figures.layer_ablation(
+            pts, base_vals.mean() if len(base_vals) else None, target
+        )[0]
+    if len(steps) and steps["val_loss"].notna().any():
+        figs["loss_curves"] = figures.loss_curves(steps, runs)[0]
+    return figs
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], dict]:
+    """(title, [(heading, lines | DataFrame)], figures) of a results folder; verdict first."""
+    sweep = store.read_sweep(results_dir)
+    runs = store.read_runs(results_dir)
+    name = sweep.get("name") or (
+        runs["sweep"].dropna().iloc[0] if runs["sweep"].notna().any() else results_dir.name
+    )
+    target = sweep.get("target_val_loss") if "target_val_loss" in sweep else None
+    if runs.empty:
+        return name, [("Verdict", ["no finished runs yet"])], {}
+    kind = infer_kind(sweep, runs)
+    if kind == "ab":
+        verdict, body = ab_section(runs, sweep, target)
+        sections = [("Verdict", [verdict]), ("A/B summary", body)]
+    else:
+        verdict, table = grid_section(runs, sweep, target)
+        sections = [
+            ("Verdict", [verdict]),
+            ("Configurations against the baseline (sorted by loss effect)", table),
+        ]
+    sections.append(("Runs", [status_line(runs, sweep.get("planned_runs"))]))
+    steps = store.read_steps(results_dir, val_only=True)
+    figs = make_figures(runs, steps, baseline_arm(sweep, runs), target)
+    sections += [("Per-run overhead (startup_s = wall_s - train time)", overhead_table(runs))]
+    sections += [("Provenance", provenance(runs))]
+    return name, sections, figs
+
+
+def _md_table(df: pd.DataFrame) -> list[str]:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return lines
+
+
+def render_markdown(title: str, sections, fig_names) -> str:
+    out = [f"# Report: {title}", ""]
+    for heading, body in sections:
+        out += [f"## {heading}", ""]
+        out += _md_table(body) if isinstance(body, pd.DataFrame) else ["```", *body, "```"]
+        out.append("")
+    if fig_names:
+        out += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in fig_names] + [""]
+    return "\n".join(out)
+
+
+def render_html(title: str, sections, pngs: dict[str, bytes]) -> str:
+    esc = html.escape
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Report: {esc(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;text-align:right}"
+        "pre{background:#f4f4f4;padding:8px}.verdict{font-size:1.2em;font-weight:bold}</style>",
+        "</head><body>",
+        f"<h1>Report: {esc(title)}</h1>",
+    ]
+    for heading, body in sections:
+        out.append(f"<h2>{esc(heading)}</h2>")
+        if isinstance(body, pd.DataFrame):
+            out.append(_html_table(body))
+        elif heading == "Verdict":
+            out.append(f'<p class="verdict" id="verdict">{esc(" ".join(body))}</p>')
+        else:
+            out.append("<pre>" + esc("\n".join(body)) + "</pre>")
+    if pngs:
+        out.append("<h2>Figures</h2>")
+        for name, data in pngs.items():
+            b64 = base64.b64encode(data).decode("ascii")
+            out.append(f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{b64}"></figure>')
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+        for row in df.itertuples(index=False)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def write_report(results_dir: str | Path) -> dict[str, Path]:
+    """Write report.md, report.html and figures/*.png into the sweep folder; returns their paths.
+
+    Keys: "md", "html" and "figure:<name>" for each figure.
+    """
+    return write_report_verdict(results_dir)[0]
+
+
+def write_report_verdict(results_dir: str | Path) -> tuple[dict[str, Path], str]:
+    """`write_report`, also returning the verdict line (for the CLI, without building the report twice)."""
+    root = store.require_results(results_dir)
+    title, sections, figs = build_sections(root)
+    pngs = {name: _png(fig) for name, fig in figs.items()}
+    fig_dir = root / "figures"
+    paths: dict[str, Path] = {}
+    for name, data in pngs.items():
+        fig_dir.mkdir(exist_ok=True)
+        paths[f"figure:{name}"] = _atomic_bytes(fig_dir / f"{name}.png", data)
+    paths["md"] = _atomic_bytes(root / "report.md", render_markdown(title, sections, list(pngs)).encode())
+    paths["html"] = _atomic_bytes(root / "report.html", render_html(title, sections, pngs).encode())
+    return paths, " ".join(sections[0][1])
+
+
+def _atomic_bytes(path: Path, data: bytes) -> Path:
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,230 @@
+"""Numbers of a report as plain data and stable text: the A/B summary (the seed's lines first) and the
+grid table of configurations against the baseline. Pure functions; `report` and `cli` render them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from analysis import sequential, stats
+
+ALPHA_RECORD = 0.01
+
+
+def _f(x, spec: str = ".4f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def ab_summary(arms: dict[str, dict], target: float | None, rng: np.random.Generator, blocks=None) -> dict:
+    """Everything an A/B report says. arms = {"baseline": {"loss": [...], "time_s": [...]}, "candidate": ...}.
+
+    blocks: optional {"time_s": per-block deltas, "loss": per-block deltas} (baseline − candidate).
+    """
+    out = {"target": target, "arms": {}}
+    for name in ("baseline", "candidate"):
+        loss, times = np.asarray(arms[name]["loss"], float), np.asarray(arms[name]["time_s"], float)
+        # Without a target the test is skipped; the descriptive fields (n, mean, sd, upper bound) remain.
+        rec = stats.record_test(loss, stats.DEFAULT_TARGET if target is None else target)
+        out["arms"][name] = {
+            "n": rec.n,
+            "mean_val_loss": rec.mean,
+            "sd_val_loss": rec.sd,
+            "t": rec.t if target is not None else None,
+            "p_value": rec.p if target is not None else None,
+            "upper99_val_loss": rec.upper99,
+            "mean_train_time_s": float(np.mean(times)) if len(times) else None,
+            "sd_train_time_s": float(np.std(times, ddof=1)) if len(times) > 1 else None,
+        }
+    b, c = arms["baseline"], arms["candidate"]
+    tcmp = stats.compare(b["time_s"], c["time_s"], rng)
+    lcmp = stats.compare(b["loss"], c["loss"], rng)
+    out["time_delta"] = {
+        "mean_s": tcmp.diff, "welch_t": tcmp.welch_t, "welch_df": tcmp.welch_df,
+        "p_one_sided": tcmp.p_one_sided, "p_two_sided": tcmp.p_two_sided,
+        "ci95_low_s": tcmp.ci95_low, "ci95_high_s": tcmp.ci95_high,
+        "bootstrap95_low_s": tcmp.boot_low, "bootstrap95_high_s": tcmp.boot_high,
+        "mann_whitney_p": tcmp.mw_p, "prob_improvement": tcmp.prob_improvement,
+    }  # fmt: skip
+    out["loss_delta"] = lcmp.as_dict()
+    out["paired"] = None
+    if blocks is not None and len(blocks.get("time_s", [])) >= 1:
+        out["paired"] = {k: stats.paired_test(v).as_dict() for k, v in blocks.items()}
+    out["runs_needed"] = _runs_needed(out, lcmp, tcmp, target)
+    seq_time = blocks["time_s"] if blocks is not None else None
+    out["sequential"] = _sequential(c["loss"], seq_time, target)
+    return out
+
+
+def _runs_needed(out, lcmp, tcmp, target) -> dict:
+    res = {}
+    cand = out["arms"]["candidate"]
+    if target is not None and cand["sd_val_loss"]:
+        res["loss_vs_target"] = stats.runs_needed(target - cand["mean_val_loss"], cand["sd_val_loss"])
+    if tcmp.diff is not None and tcmp.welch_t:
+        sd = abs(tcmp.diff / tcmp.welch_t) * math.sqrt(1.0 / (1.0 / tcmp.n_baseline + 1.0 / tcmp.n_candidate))
+        res["time_delta"] = stats.runs_needed(tcmp.diff, sd, two_sample=True)
+    return res
+
+
+def _sequential(cand_loss, time_deltas, target) -> dict:
+    res = {}
+    if target is not None:
+        res["loss_vs_target"] = sequential.decide_against(cand_loss, target).__dict__
+    if time_deltas is not None:
+        res["time_delta_blocks"] = sequential.decide_against(time_deltas, 0.0).__dict__
+    return res
+
+
+def ab_lines(s: dict) -> list[str]:
+    """Stable text of an A/B summary: the seed's lines first (p per arm, mean times, time improvement)."""
+    a, t = s["arms"], s["time_delta"]
+    lines = []
+    if s["target"] is not None:
+        lines.append(
+            f"record rule: one-sample t-test of final val loss against {s['target']}, alternative less"
+        )
+        for name in ("candidate", "baseline"):
+            lines.append(f"{name}: p={_f(a[name]['p_value'])}" + _arm_detail(a[name]))
+    else:
+        lines.append("record rule: skipped (no target: synthetic data)")
+    lines.append("mean train time (s):")
+    for name in ("candidate", "baseline"):
+        lines.append(f"{name}: {_f(a[name]['mean_train_time_s'])}  (sd {_f(a[name]['sd_train_time_s'])})")
+    lines.append(f"Time improve: {_f(t['mean_s'])} sec  (baseline - candidate; positive = candidate faster)")
+    if t["welch_t"] is None:
+        lines.append("timing test: no test (an arm has n < 2)")
+        return lines
+    lines.append(
+        f"Welch t={_f(t['welch_t'], '.3f')} df={_f(t['welch_df'], '.1f')} p(one-sided, candidate faster)="
+        f"{_f(t['p_one_sided'])} p(two-sided)={_f(t['p_two_sided'])}"
+    )
+    lines.append(
+        f"95% interval of the improvement: [{_f(t['ci95_low_s'])}, {_f(t['ci95_high_s'])}] s (Welch)"
+    )
+    lines.append(f"bootstrap 95% interval: [{_f(t['bootstrap95_low_s'])}, {_f(t['bootstrap95_high_s'])}] s")
+    lines.append(
+        f"Mann-Whitney p(one-sided)={_f(t['mann_whitney_p'])}  "
+        f"probability of improvement={_f(t['prob_improvement'], '.3f')}"
+    )
+    return lines
+
+
+def _arm_detail(arm: dict) -> str:
+    if arm["n"] < 2:
+        return f"  (n={arm['n']}: no test, mean {_f(arm['mean_val_loss'], '.5f')})"
+    return (
+        f"  (n={arm['n']}, mean {_f(arm['mean_val_loss'], '.5f')}, sd {_f(arm['sd_val_loss'], '.5f')}, "
+        f"t={_f(arm['t'], '.3f')}, 99% upper bound {_f(arm['upper99_val_loss'], '.5f')})"
+    )
+
+
+def ab_extra_lines(s: dict) -> list[str]:
+    """Paired view, loss comparison, runs needed and the sequential test, as stable text."""
+    lines = []
+    ld = s["loss_delta"]
+    if ld["welch_t"] is not None:
+        lines.append(
+            f"loss: baseline - candidate = {_f(ld['diff'], '.5f')} "
+            f"(Welch p two-sided {_f(ld['p_two_sided'])}, "
+            f"95% [{_f(ld['ci95_low'], '.5f')}, {_f(ld['ci95_high'], '.5f')}])"
+        )
+    if s["paired"]:
+        for what, p in s["paired"].items():
+            if p["t"] is None:
+                lines.append(f"paired by block ({what}): {p['n_blocks']} block(s): no test (n < 2)")
+                continue
+            spec = ".5f" if what == "loss" else ".4f"  # losses differ in the 4th decimal
+            lines.append(
+                f"paired by block ({what}): {p['n_blocks']} blocks, mean {_f(p['mean_diff'], spec)}, "
+                f"t={_f(p['t'], '.3f')}, p(one-sided, candidate lower)={_f(p['p_one_sided'])}, "
+                f"95% [{_f(p['ci95_low'], spec)}, {_f(p['ci95_high'], spec)}]"
+            )
+    for what, n in s["runs_needed"].items():
+        text = "n/a (no effect in the tested direction)" if n is None else f"{n} runs per arm"
+        lines.append(f"runs needed for p<0.01 at 80% power ({what}, observed spread): {text}")
+    for what, d in s["sequential"].items():
+        verdict = d["verdict"] or "undecided"
+        bounded = math.isfinite(d["low"]) and math.isfinite(d["high"])
+        cs = f"[{_f(d['low'], '.5f')}, {_f(d['high'], '.5f')}]" if bounded else "unbounded (too few runs)"
+        lines.append(
+            f"sequential test ({what}, alpha={d['alpha']}): n={d['n']}, confidence sequence {cs} "
+            f"vs {d['reference']}: {verdict}"
+        )
+    return lines
+
+
+def ab_verdict(s: dict) -> str:
+    """One line: record rule and timing, 'not significant' said plainly."""
+    parts = []
+    cand = s["arms"]["candidate"]
+    if s["target"] is not None:
+        p = cand["p_value"]
+        if p is None:
+            parts.append(f"record rule: no test (candidate n={cand['n']})")
+        else:
+            ok = "passes" if p < ALPHA_RECORD else "does not pass"
+            parts.append(f"candidate {ok} the record rule (p={_f(p)} vs {s['target']})")
+    t = s["time_delta"]
+    if t["p_one_sided"] is None:
+        parts.append("timing: no test (n < 2)")
+    elif t["p_two_sided"] < 0.05:
+        way = "faster" if t["mean_s"] > 0 else "slower"
+        parts.append(f"candidate {way} by {abs(t['mean_s']):.4f} s (p two-sided={_f(t['p_two_sided'])})")
+    else:
+        parts.append(f"timing difference not significant ({_f(t['mean_s'])} s, p={_f(t['p_two_sided'])})")
+    return "; ".join(parts)
+
+
+def config_names(runs: pd.DataFrame) -> pd.Series:
+    """A name per run: its arm, plus the knob values (or label) that vary within the arm."""
+    names = runs["arm"].astype(str).copy()
+    # seed differs per replicate by design: replicates of one configuration must stay one group
+    knobs = [c for c in runs.columns if c.startswith("knob_") and c != "knob_seed"]
+    for arm, g in runs.groupby("arm"):
+        source = g["label"] if "label" in g and g["label"].notna().any() else None
+        if source is not None:
+            names[g.index] = [f"{arm} {_label_text(x)}" if x else str(arm) for x in source]
+            continue
+        varying = [k for k in knobs if g[k].astype(str).nunique() > 1]
+        if varying:
+            names[g.index] = [f"{arm} " + ",".join(f"{k[5:]}={g.at[i, k]}" for k in varying) for i in g.index]
+    return names
+
+
+def _label_text(x) -> str:
+    d = json.loads(x) if isinstance(x, str) else x
+    if not d:
+        return ""
+    return ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(d.items()))
+
+
+def grid_table(runs: pd.DataFrame, baseline_arm: str, rng: np.random.Generator) -> pd.DataFrame:
+    """Each configuration against the baseline arm on final loss and time, sorted by loss effect.
+
+    delta = mean(baseline) − mean(config): positive = lower loss / faster. p is Welch two-sided,
+    Holm-corrected across configurations. A configuration with one run gets its mean and "no test (n=1)".
+    """
+    ok = runs[runs["status"] == "ok"].assign(config=config_names(runs[runs["status"] == "ok"]))
+    base = ok[ok["arm"] == baseline_arm]
+    rows = []
+    for name, g in ok[ok["arm"] != baseline_arm].groupby("config", sort=True):
+        lc = stats.compare(base["final_val_loss"], g["final_val_loss"], rng)
+        tc = stats.compare(base["train_time_ms"] / 1000.0, g["train_time_ms"] / 1000.0, rng)
+        rows.append(
+            {"config": name, "n": len(g), "mean_val_loss": lc.mean_candidate, "loss_delta": lc.diff,
+             "loss_p": lc.p_two_sided, "mean_time_s": tc.mean_candidate, "time_delta_s": tc.diff,
+             "time_p": tc.p_two_sided}
+        )  # fmt: skip
+    table = pd.DataFrame(rows, columns=["config", "n", "mean_val_loss", "loss_delta", "loss_p", "mean_time_s",
+                                        "time_delta_s", "time_p"])  # fmt: skip
+    if table.empty:
+        return table.assign(loss_p_holm=[], time_p_holm=[])
+    table["loss_p_holm"] = stats.holm(table["loss_p"].to_numpy(float))
+    table["time_p_holm"] = stats.holm(table["time_p"].to_numpy(float))
+    return table.sort_values(["loss_delta", "config"], ascending=[False, True], kind="stable").reset_index(
+        drop=True
+    )

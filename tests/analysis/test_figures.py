@@ -1,0 +1,66 @@
+"""Figure functions return the figure and axes, draw what the data holds, and never save."""
+
+import pandas as pd
+import pytest
+
+from analysis import figures
+
+
+def test_layer_ablation_lines_intervals_and_reference_lines():
+    pts = pd.DataFrame(
+        {
+            "series": ["drop one"] * 3 + ["drop 0 and one"] * 4,
+            "layer": [1, 2, 3, 1, 1, 2, 2],
+            "final_val_loss": [3.29, 3.30, 3.31, 3.30, 3.31, 3.32, 3.34],
+        }
+    )
+    fig, ax = figures.layer_ablation(pts, baseline_mean=3.278, target=3.28)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sorted(labels) == ["baseline mean", "drop 0 and one", "drop one", "target 3.28"]
+    hlines = {line.get_label(): line.get_ydata()[0] for line in ax.lines}
+    assert hlines["baseline mean"] == 3.278 and hlines["target 3.28"] == 3.28
+    assert ax.get_xlabel() == "layer index" and fig.axes == [ax]
+    # n == 2 points get an error bar, n == 1 points a zero one
+    ebar = next(c for c in ax.containers if c.get_label() == "drop 0 and one")
+    assert list(ebar.lines[0].get_ydata()) == pytest.approx([3.305, 3.33])
+    half = [abs(seg[1][1] - seg[0][1]) / 2 for seg in ebar.lines[2][0].get_segments()]
+    assert half[0] == pytest.approx(12.7062 * 0.0070711 / 2**0.5, rel=1e-3)  # t(0.975, df=1) * sd / sqrt(2)
+    single = next(c for c in ax.containers if c.get_label() == "drop one")
+    assert all(seg[1][1] == seg[0][1] for seg in single.lines[2][0].get_segments())
+    fig2, _ = figures.layer_ablation(pts, None, None)
+    assert sorted(t.get_text() for t in fig2.axes[0].get_legend().get_texts()) == [
+        "drop 0 and one",
+        "drop one",
+    ]
+
+
+def test_train_times_marker_per_node_and_loss_distribution():
+    runs = pd.DataFrame(
+        {
+            "arm": ["a", "b", "a", "b"],
+            "node_id": ["n0", "n0", "n1", None],
+            "hostname": ["h0", "h0", "h1", "h2"],
+            "train_time_ms": [1000.0, 900.0, 1100.0, 950.0],
+            "final_val_loss": [3.3, 3.2, 3.31, 3.21],
+        }
+    )
+    fig, ax = figures.train_times(runs)
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+        "a @ n0",
+        "a @ n1",
+        "b @ h2",
+        "b @ n0",
+    ]
+    assert ax.get_ylabel() == "train time (s)"
+    fig, ax = figures.loss_distribution(runs)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+
+
+def test_loss_curves_one_line_per_run():
+    runs = pd.DataFrame({"run_id": ["r1", "r2"], "arm": ["a", "b"]})
+    steps = pd.DataFrame(
+        {"run_id": ["r1", "r1", "r2", "r2"], "step": [0, 10, 0, 10], "val_loss": [10.0, 4.0, 10.0, 4.2]}
+    )
+    fig, ax = figures.loss_curves(steps, runs)
+    drawn = [line for line in ax.lines if len(line.get_xdata())]
+    assert len(drawn) == 2 and [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]

@@ -1,0 +1,106 @@
+"""Reports: stable text against stored expected output, HTML structure, grid tables and figures."""
+
+import base64
+import re
+from pathlib import Path
+
+import pytest
+
+from analysis import InputError, store
+from analysis.report import layer_points, overhead_table, write_report
+from tests.analysis.helpers import make_ab_results, make_grid_results, run_row
+
+EXPECTED = Path(__file__).parent / "expected"
+
+
+def _check_expected(name: str, text: str, update: bool = False):
+    path = EXPECTED / name
+    if update:  # regenerate by hand after a deliberate change: flip to True once, review the diff
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_ab_report_text_is_stable(tmp_path):
+    paths = write_report(make_ab_results(tmp_path / "ab"))
+    _check_expected("ab_report.md", paths["md"].read_text())
+    assert sorted(p.name for p in (tmp_path / "ab" / "figures").iterdir()) == [
+        "final_loss.png", "loss_curves.png", "train_time.png",
+    ]  # fmt: skip
+
+
+def test_grid_report_text_is_stable(tmp_path):
+    paths = write_report(make_grid_results(tmp_path / "g"))
+    _check_expected("grid_report.md", paths["md"].read_text())
+    assert paths["figure:layer_ablation"].exists()
+
+
+def test_report_is_deterministic(tmp_path):
+    root = make_ab_results(tmp_path / "ab")
+    first = write_report(root)["html"].read_bytes()
+    assert write_report(root)["html"].read_bytes() == first
+
+
+def test_html_structure_verdict_first_images_embedded_tables(tmp_path):
+    html = write_report(make_grid_results(tmp_path / "g"))["html"].read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    headings = re.findall(r"<h2>(.*?)</h2>", html)
+    assert headings[0] == "Verdict" and "Figures" in headings
+    assert html.index('id="verdict"') < html.index("<table>")
+    imgs = re.findall(r'<img alt="(\w+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert {name for name, _ in imgs} == {"train_time", "final_loss", "layer_ablation"}
+    assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for _, data in imgs)
+    assert "<table><thead><tr><th>config</th>" in html and "no test (n=1)" in html
+    assert 'src="figures/' not in html and "http" not in html  # self-contained
+
+
+def test_layer_points_infer_the_layer_not_common_to_the_arm(tmp_path):
+    runs = store.read_runs(make_grid_results(tmp_path / "g"))
+    pts = layer_points(runs)
+    assert set(pts["series"]) == {"drop_one (mlp_off)", "drop_0_and_one (mlp_off)"}
+    assert sorted(set(pts.loc[pts["series"] == "drop_0_and_one (mlp_off)", "layer"])) == list(range(1, 12))
+    assert len(pts) == 11 + 22
+
+
+def test_layer_points_from_label_column(tmp_path):
+    for i, layer in enumerate([2, 5]):
+        row = run_row(f"x{i}", "drop", loss=3.3, time_ms=1.0)
+        store.write_run(tmp_path, {**row, "label": {"mlp_off": [0, layer]}, "knob_mlp_off": f"[0, {layer}]"},
+                        {"mlp_off": "json"})  # fmt: skip
+    runs = store.read_runs(tmp_path)
+    assert sorted(layer_points(runs)["layer"]) == [2, 5]
+    from analysis.summary import config_names
+
+    assert sorted(config_names(runs)) == ["drop mlp_off=[0, 2]", "drop mlp_off=[0, 5]"]
+
+
+def test_overhead_cold_then_warm(tmp_path):
+    runs = store.read_runs(make_ab_results(tmp_path / "ab"))
+    table = overhead_table(runs).set_index("phase")
+    # first run of each arm on each node is cold: 2 arms x 2 nodes
+    assert table.at["cold", "runs"] == 4 and table.at["warm", "runs"] == 4
+    runs["compile_cache"] = "seeded"
+    assert overhead_table(runs)["phase"].tolist() == ["seeded"]
+
+
+def test_report_without_target_skips_the_record_rule(tmp_path):
+    md = write_report(make_ab_results(tmp_path / "ab", target=None))["md"].read_text()
+    assert "record rule: skipped (no target: synthetic data)" in md and "p=" not in md.split("## Runs")[0]
+
+
+def test_report_of_a_folder_with_no_runs_yet(tmp_path):
+    (tmp_path / "sweep.json").write_text('{"name": "empty", "kind": "ab"}')
+    md = write_report(tmp_path)["md"].read_text()
+    assert "no finished runs yet" in md
+
+
+def test_report_of_a_missing_folder_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="no such results folder"):
+        write_report(tmp_path / "nope")
+
+
+def test_kind_inferred_without_sweep_json(tmp_path):
+    root = make_ab_results(tmp_path / "ab")
+    (root / "sweep.json").unlink()
+    md = write_report(root)["md"].read_text()
+    assert "## A/B summary" in md and "record rule: skipped" in md  # no sweep.json: no known target
+    assert "# Report: fixture" in md  # the name comes from the runs' sweep column

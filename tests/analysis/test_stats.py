@@ -1,0 +1,97 @@
+"""Statistics: the record rule, two-arm comparisons (signs!), Holm, power, blocked tests."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from analysis import stats
+from tests.analysis.helpers import (
+    SEED_BASELINE_LOSS,
+    SEED_BASELINE_MS,
+    SEED_CANDIDATE_LOSS,
+    SEED_CANDIDATE_MS,
+)
+
+
+def test_record_rule_matches_the_seed():
+    new, prev = stats.record_test(SEED_CANDIDATE_LOSS, 3.28), stats.record_test(SEED_BASELINE_LOSS, 3.28)
+    assert f"{new.p:.4f}" == "0.0003" and f"{prev.p:.4f}" == "0.0000"
+    assert new.n == 10 and new.df == 9 and new.t < 0
+    # the 99 % upper bound is below the target exactly when p < 0.01
+    assert new.upper99 < 3.28 and prev.upper99 < 3.28
+    shifted = stats.record_test(np.array(SEED_CANDIDATE_LOSS) + 0.0015, 3.28)
+    assert shifted.p > 0.01 and shifted.upper99 > 3.28
+
+
+def test_record_rule_with_one_run_or_none():
+    one = stats.record_test([3.27], 3.28)
+    assert one.n == 1 and one.mean == 3.27 and one.p is None and one.t is None
+    assert stats.record_test([], 3.28).n == 0
+    assert stats.record_test([3.27, float("nan"), 3.275], 3.28).n == 2
+
+
+def test_compare_sign_convention_candidate_faster_is_positive():
+    b = np.array(SEED_BASELINE_MS) / 1000
+    c = np.array(SEED_CANDIDATE_MS) / 1000
+    r = stats.compare(b, c, np.random.default_rng(0))
+    assert f"{r.diff:.4f}" == "1.4173" and r.welch_t > 0
+    assert r.p_one_sided < 1e-6 and r.p_two_sided == pytest.approx(2 * r.p_one_sided)
+    assert r.ci95_low < r.diff < r.ci95_high and r.boot_low < r.diff < r.boot_high
+    assert r.prob_improvement == 1.0 and r.mw_p < 0.001
+    ref = st.ttest_ind(b, c, equal_var=False)
+    assert r.welch_t == pytest.approx(ref.statistic) and r.welch_df == pytest.approx(ref.df)
+    swapped = stats.compare(c, b, np.random.default_rng(0))
+    assert swapped.diff == pytest.approx(-r.diff) and swapped.p_one_sided > 0.99
+    assert swapped.prob_improvement == 0.0
+
+
+def test_compare_bootstrap_is_deterministic_given_the_generator():
+    b, c = [1.0, 2.0, 3.0, 4.0], [0.5, 1.5, 2.0]
+    r1 = stats.compare(b, c, np.random.default_rng(5))
+    r2 = stats.compare(b, c, np.random.default_rng(5))
+    assert (r1.boot_low, r1.boot_high) == (r2.boot_low, r2.boot_high)
+
+
+def test_compare_with_one_run_gives_means_and_no_test():
+    r = stats.compare([3.0, 3.1], [2.9], np.random.default_rng(0))
+    assert r.diff == pytest.approx(0.15) and r.welch_t is None and r.p_two_sided is None
+
+
+def test_probability_of_improvement_counts_ties_half():
+    r = stats.compare([2.0, 3.0], [2.0, 1.0], np.random.default_rng(0))
+    # pairs (b, c) with c < b: (2,1), (3,2), (3,1) = 3; one tie (2,2) = 0.5 -> 3.5 / 4
+    assert r.prob_improvement == pytest.approx(3.5 / 4)
+
+
+def test_paired_and_block_diffs():
+    values = [10.0, 9.0, 11.0, 10.5, 10.2, 9.0]
+    arms = ["b", "c", "c", "b", "b", "c"]
+    blocks = [0, 0, 1, 1, 2, 2]
+    d = stats.block_diffs(values, arms, blocks, "b", "c")
+    assert d.tolist() == pytest.approx([1.0, -0.5, 1.2])
+    p = stats.paired_test(d)
+    assert p.n_blocks == 3 and p.mean_diff == pytest.approx(0.5666666)
+    assert p.p_two_sided == pytest.approx(st.ttest_1samp(d, 0).pvalue)
+    assert stats.paired_test([1.0]).t is None
+
+
+def test_holm_known_values():
+    adj = stats.holm([0.01, 0.04, 0.03, float("nan"), 0.005])
+    # sorted 0.005, 0.01, 0.03, 0.04 with m=4: 0.02, 0.03, 0.06, 0.06 (monotone)
+    assert adj[[4, 0, 2, 1]] == pytest.approx([0.02, 0.03, 0.06, 0.06])
+    assert math.isnan(adj[3])
+    assert stats.holm([0.9, 0.8]).tolist() == [1.0, 1.0]
+
+
+def test_runs_needed_reaches_the_power_and_is_minimal():
+    n = stats.runs_needed(0.0022, 0.00136)  # the seed's candidate: mean 3.2778, sd 0.00136 vs 3.28
+    assert n is not None and 5 <= n <= 12
+
+    def power(k):
+        return st.nct.sf(st.t.ppf(0.99, k - 1), k - 1, 0.0022 / (0.00136 / math.sqrt(k)))
+
+    assert power(n) >= 0.8 > power(n - 1)
+    assert stats.runs_needed(-0.001, 0.001) is None
+    assert stats.runs_needed(1.0, 1.0, two_sample=True) > stats.runs_needed(1.0, 1.0)
