@@ -1,0 +1,298 @@
+"""`ablate run` and `ablate status`: thin `cmd_*` functions over the driver, executor and store.
+
+Ray is imported only inside `cmd_run` (never at import), so `ablate status`, `report` and `--help`
+work without starting anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions, atomic_write_text
+
+DEFAULT_RESULTS_ROOT = Path("results")
+
+
+def add_run_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "run",
+        help="run a sweep spec on Ray (a local Ray by default), resuming what is missing",
+        description="Expand SPEC into runs, run the missing ones on Ray (blocks of an A/B on one node, in "
+        "planned order), store each run as it ends in results/<spec name>/ and write the report at the end. "
+        "Running the same spec again runs only what is missing.",
+    )
+    p.add_argument("spec", help="sweep spec file (YAML), e.g. sweeps/demo.yaml")
+    p.add_argument("--profile", metavar="NAME", help="apply the spec's named profile (e.g. cpu)")
+    p.add_argument("--results", metavar="DIR", help="results folder (default: results/<spec name>)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan and its GPU-hour estimate; run nothing"
+    )
+    p.add_argument(
+        "--address", metavar="ADDR", help="join this Ray cluster (host:port or 'auto') instead of a local one"
+    )
+    p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
+    p.add_argument("--num-gpus", type=int, metavar="N", help="GPUs of the local Ray (default: detected)")
+    p.add_argument(
+        "--dashboard", action="store_true", help="start the Ray dashboard (on 127.0.0.1) with the local Ray"
+    )
+    p.add_argument(
+        "--max-parallel", type=int, metavar="N", help="at most N blocks at once (default: as many as fit)"
+    )
+    p.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="A/B: stop adding blocks once the sequential test has decided (or at runs_per_arm)",
+    )
+    p.add_argument(
+        "--force-spec-change",
+        action="store_true",
+        help="accept a spec that differs from the one stored in the results folder in what identifies runs",
+    )
+    p.add_argument(
+        "--compile-cache-dir",
+        metavar="DIR",
+        help="root of the per-node compile caches (default ~/.cache/ablate/compile)",
+    )
+    p.add_argument("--no-compile-cache", action="store_true", help="let each run compile from scratch")
+    p.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    p.add_argument("--no-report", action="store_true", help="do not write the report when the sweep ends")
+    p.set_defaults(func=cmd_run)
+    return p
+
+
+def add_status_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "status",
+        help="show a sweep's progress from its results folder (works while it runs)",
+        description="Print done / failed / missing runs per arm and what is running, from RESULTS_DIR.",
+    )
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="a sweep's results folder, e.g. results/demo")
+    p.set_defaults(func=cmd_status)
+    return p
+
+
+def _positive(name: str, value: int | None) -> None:
+    from orchestrator.cli import UserError
+
+    if value is not None and value < 1:
+        raise UserError(f"{name} must be a positive integer, got {value}")
+
+
+def _load(args: argparse.Namespace):
+    from orchestrator.cli import UserError
+    from orchestrator.plan import make_plan
+    from orchestrator.spec import load_spec
+
+    if not Path(args.spec).is_file():
+        raise UserError(f"{args.spec}: no such spec file; pass a YAML file such as sweeps/demo.yaml")
+    spec = load_spec(args.spec, profile=args.profile)
+    return spec, make_plan(spec)
+
+
+def _check_stored_spec(results_dir: Path, spec, force: bool) -> None:
+    """Refuse a spec that differs in what identifies runs from the one stored with the results."""
+    import yaml
+
+    from orchestrator.cli import UserError
+    from orchestrator.plan import spec_identity_diff
+    from orchestrator.spec import SpecError, parse_spec
+
+    stored_path = results_dir / "spec.yaml"
+    if not stored_path.exists():
+        return
+    stored_profile = _read_json(results_dir / "sweep.json").get("profile", spec.profile)
+    try:
+        stored = parse_spec(yaml.safe_load(stored_path.read_text()), str(stored_path), profile=stored_profile)
+    except (SpecError, yaml.YAMLError) as e:
+        raise UserError(
+            f"{stored_path}: the stored spec no longer loads ({e}); use a new --results DIR"
+        ) from None
+    diffs = spec_identity_diff(stored, spec)
+    if diffs and not force:
+        raise UserError(
+            f"{spec.source} differs from the spec stored in {results_dir} in {', '.join(diffs)}; "
+            "use a new --results DIR, or --force-spec-change to add these runs to the same folder"
+        )
+
+
+def _write_sweep_files(results_dir: Path, spec_path: Path, plan) -> None:
+    """`spec.yaml` as submitted and `sweep.json` (what the report needs to know about the sweep)."""
+    atomic_write_text(results_dir / "spec.yaml", spec_path.read_text())
+    sweep = {
+        "name": plan.name,
+        "kind": plan.kind,
+        "target_val_loss": plan.target_val_loss,
+        "baseline_arm": plan.baseline_arm,
+        "arms": list(plan.arms),
+        "profile": plan.profile,
+        "spec_file": str(spec_path),
+        "planned_runs": len(plan.runs),
+    }
+    atomic_write_text(results_dir / "sweep.json", json.dumps(sweep, indent=1) + "\n")
+
+
+def _decider(plan):
+    """For --until-decided on an A/B: a function of the results folder giving a verdict or None."""
+    from orchestrator.cli import UserError
+
+    if plan.kind != "ab":
+        raise UserError(f"--until-decided needs an A/B spec (kind: ab); {plan.name} is kind {plan.kind}")
+    from analysis.sequential import sequential_decision
+    from analysis.store import read_runs
+
+    def decide(results_dir: Path) -> str | None:
+        return sequential_decision(read_runs(results_dir), plan=plan)
+
+    return decide
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run (or resume) a sweep; exit 0 when every run ended ok or diverged, 1 when some failed."""
+    from analysis.store import finished_run_ids
+    from orchestrator.plan import describe_plan
+
+    _positive("--max-parallel", args.max_parallel)
+    spec, plan = _load(args)
+    results_dir = Path(args.results) if args.results else DEFAULT_RESULTS_ROOT / plan.name
+    done = frozenset(finished_run_ids(results_dir)) if results_dir.exists() else frozenset()
+    if args.dry_run:
+        print(describe_plan(plan, done_run_ids=done))
+        return 0
+    decide = _decider(plan) if args.until_decided else None
+    with ResultsLock(results_dir):
+        _check_stored_spec(results_dir, spec, args.force_spec_change)
+        _write_sweep_files(results_dir, Path(args.spec), plan)
+        state = _execute(args, spec, plan, results_dir, decide) if _missing(plan, results_dir) else None
+        if not args.no_report:
+            from analysis.report import write_report
+
+            paths = write_report(results_dir)
+            print(f"report: {paths.get('md', results_dir / 'report.md')}")
+    bad = 0 if state is None else state.done["failed"] + state.done["timeout"]
+    return 1 if bad else 0
+
+
+def _missing(plan, results_dir: Path) -> int:
+    """Runs still to run; when none, say so without starting Ray."""
+    from analysis.store import finished_run_ids
+
+    done = set(finished_run_ids(results_dir)) & {r.run_id for r in plan.runs}
+    missing = len(plan.runs) - len(done)
+    if missing == 0:
+        print(f"0 run(s) to run, {len(done)} already done of {len(plan.runs)} planned: nothing to do")
+    return missing
+
+
+def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide):
+    """Start or join Ray, run the driver, always shut down what we started."""
+    from orchestrator.executor import BlockContext, RayExecutor
+    from orchestrator.progress import make_progress
+
+    ctx = BlockContext(
+        cache_root=args.compile_cache_dir,
+        use_compile_cache=not args.no_compile_cache,
+        shared_cache_dir=getattr(spec.resources, "compile_cache_dir", None),
+        want_seed=not args.no_compile_cache,
+    )
+    options = SweepOptions(max_parallel=args.max_parallel, until_decided=args.until_decided)
+    executor = RayExecutor.start(
+        args.address, dashboard=args.dashboard, num_cpus=args.num_cpus, num_gpus=args.num_gpus
+    )
+    progress = None
+    try:
+        parallel = args.max_parallel or max(1, executor.slots(plan.blocks[0])) if plan.blocks else 1
+        progress = make_progress(parallel=parallel, plain=True if args.plain else None)
+        driver = SweepDriver(
+            plan, results_dir, executor, ctx=ctx, options=options, progress=progress, decide=decide
+        )
+        return driver.run()
+    finally:
+        if progress is not None:
+            progress.close()
+        executor.shutdown()
+
+
+# ------------------------------------------------------------------------------------------ status
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _driver_alive(results_dir: Path) -> bool:
+    """True when a driver holds the folder's lock right now."""
+    lock = results_dir / ".lock"
+    if not lock.exists():
+        return False
+    with open(lock) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def status_text(results_dir: Path) -> str:
+    """The text `ablate status` prints: per arm done/failed/missing, and what is running."""
+    from analysis.store import read_runs
+
+    sweep, status = _read_json(results_dir / "sweep.json"), _read_json(results_dir / "status.json")
+    runs = read_runs(results_dir)
+    counts: dict[str, Counter] = {}
+    for arm, st in zip(runs.get("arm", []), runs.get("status", []), strict=False):
+        counts.setdefault(arm, Counter())[st] += 1
+    planned = status.get("planned_per_arm") or {}
+    arms = list(dict.fromkeys([*sweep.get("arms", []), *planned, *counts]))
+    alive = _driver_alive(results_dir)
+    head = f"sweep {sweep.get('name', results_dir.name)} ({sweep.get('kind', '?')}) in {results_dir}: "
+    head += (
+        f"driver running (pid {status.get('pid')} on {status.get('host')})" if alive else "no driver running"
+    )
+    lines = [
+        head,
+        f"{'arm':<24} {'planned':>7} {'ok':>4} {'failed':>6} {'diverged':>8} {'timeout':>7} {'missing':>7}",
+    ]
+    for arm in arms:
+        c = counts.get(arm, Counter())
+        n = planned.get(arm)
+        missing = "?" if n is None else str(max(0, n - sum(c.values())))
+        lines.append(
+            f"{arm:<24} {n if n is not None else '?':>7} {c['ok']:>4} {c['failed']:>6} {c['diverged']:>8} "
+            f"{c['timeout']:>7} {missing:>7}"
+        )
+    running = status.get("running", []) if alive else []
+    lines.append(f"running: {len(running)}" if running else "running: none")
+    for r in running:
+        step = f"step {r['step']}/{r['total']}" if r.get("step") is not None else "starting"
+        loss = f" val_loss {r['val_loss']:.4f}" if r.get("val_loss") is not None else ""
+        node = (r.get("node_id") or "?")[:8]
+        lines.append(f"  {r['run_id']} ({r['arm']}) on node {node}, attempt {r['attempt']}, {step}{loss}")
+    if status.get("decided"):
+        lines.append(f"decided: {status['decided']}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from orchestrator.cli import UserError
+
+    results_dir = Path(args.results_dir)
+    if not results_dir.is_dir():
+        raise UserError(
+            f"{results_dir}: no such results folder; pass one written by `ablate run`, e.g. results/demo"
+        )
+    if not (results_dir / "sweep.json").exists() and not (results_dir / "runs").exists():
+        raise UserError(f"{results_dir}: not a sweep's results folder (no sweep.json, no runs/)")
+    with contextlib.suppress(BrokenPipeError):
+        print(status_text(results_dir))
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,413 @@
+"""The sweep loop: submit blocks as they fit, store each run as it ends, re-run lost blocks, resume.
+
+The driver owns the results folder (one driver per folder, enforced by `ResultsLock`): workers
+send rows, steps and log text back as events and only the driver writes, through `analysis.store`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from orchestrator.executor import BlockContext, Executor, Job, with_seed
+from orchestrator.runspec import Block, Plan, RunSpec
+
+
+def _user_error(msg: str) -> Exception:
+    from orchestrator.cli import UserError
+
+    return UserError(msg)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write under a name starting with '.', then rename: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class ResultsLock:
+    """An exclusive fcntl lock on `<results>/.lock` (holding pid and host) for one driver per folder."""
+
+    def __init__(self, results_dir: Path):
+        self.path = Path(results_dir) / ".lock"
+        self._f = None
+
+    def __enter__(self) -> ResultsLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")  # noqa: SIM115 -- held open for the lock's lifetime
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise _user_error(
+                f"{self.path.parent} is in use by another ablate run ({holder}); wait for it to end, "
+                "or write elsewhere with --results DIR"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        self._f = f
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._f is not None:
+            fcntl.flock(self._f, fcntl.LOCK_UN)
+            self._f.close()
+            self._f = None
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    max_parallel: int | None = None
+    """At most this many blocks at once (default: as many as the cluster fits, plus one queued per node)."""
+    until_decided: bool = False
+    """A/B: after each block, ask the sequential test; stop adding blocks once it has decided."""
+    block_retries: int = 2
+    """A block lost with its node (or failing its preflight) is re-run elsewhere up to this many times."""
+    poll_s: float = 0.5
+    cancel_grace_s: float = 20.0
+
+
+@dataclass
+class RunningRun:
+    run_id: str
+    arm: str
+    node_id: str | None
+    attempt: int
+    started: float
+    step: int | None = None
+    total: int | None = None
+    val_loss: float | None = None
+
+
+@dataclass
+class SweepState:
+    """What the driver knows now; progress views and status.json read it."""
+
+    planned: int
+    skipped: int
+    to_run: int
+    planned_per_arm: dict[str, int]
+    done: Counter = field(default_factory=Counter)
+    """status -> count of runs finished by this driver."""
+    running: dict[str, RunningRun] = field(default_factory=dict)
+    walls: list[float] = field(default_factory=list)
+    decided: str | None = None
+    cancelled: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.done.values())
+
+    def eta_s(self, parallel: int) -> float | None:
+        """Remaining runs × mean wall time / blocks at once (None before the first run ends)."""
+        if not self.walls:
+            return None
+        left = self.to_run - self.finished
+        return max(0.0, left * (sum(self.walls) / len(self.walls)) / max(1, parallel))
+
+
+def pending_blocks(plan: Plan, done: set[str] | frozenset[str]) -> list[Block]:
+    """The plan's blocks with finished runs removed (blocks left empty dropped), in planned order."""
+    out = []
+    for b in plan.blocks:
+        runs = tuple(r for r in b.runs if r.run_id not in done)
+        if runs:
+            out.append(replace(b, runs=runs))
+    return out
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def complete_row(row: dict, run: RunSpec, plan: Plan) -> dict:
+    """Add what the driver knows to a worker's row: knob columns, sweep identity, ablate's version."""
+    out = dict(row)
+    for name in plan.knob_types:
+        value = run.params.get(name)
+        if plan.knob_types[name] == "json" and value is not None:
+            value = json.dumps(value)
+        out[f"knob_{name}"] = value
+    out.setdefault("sweep", plan.name)
+    out.setdefault("label", json.dumps(run.label, sort_keys=True) if run.label else None)
+    out["ablate_version"] = _version("ablate")
+    if not out.get("torch_version"):
+        out["torch_version"] = _version("torch")
+    return out
+
+
+class SweepDriver:
+    """Runs the missing runs of `plan` on `executor`, writing results into `results_dir`."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        results_dir: Path,
+        executor: Executor,
+        *,
+        ctx: BlockContext | None = None,
+        options: SweepOptions | None = None,
+        progress: Any = None,
+        decide: Callable[[Path], str | None] | None = None,
+    ):
+        from analysis import store
+
+        self.plan, self.results_dir, self.executor = plan, Path(results_dir), executor
+        self.options = options or SweepOptions()
+        self.ctx = ctx or BlockContext()
+        self.progress = progress
+        self.decide = decide
+        self.store = store
+        self.runs = {r.run_id: r for r in plan.runs}
+        done = set(store.finished_run_ids(self.results_dir)) & set(self.runs)
+        self.queue: deque[Block] = deque(pending_blocks(plan, done))
+        self.inflight: dict[int, Job] = {}
+        self.lost: Counter = Counter()
+        self.attempts: Counter = Counter(self._stored_attempts())
+        self.state = SweepState(
+            planned=len(self.runs),
+            skipped=len(done),
+            to_run=sum(len(b.runs) for b in self.queue),
+            planned_per_arm=dict(Counter(r.arm for r in plan.runs)),
+        )
+        self._status_at = 0.0
+
+    def _stored_attempts(self) -> dict[str, int]:
+        """Attempts already on disk per run_id (so a resumed run keeps counting)."""
+        counts: Counter = Counter()
+        for p in (self.results_dir / "attempts").glob("*.parquet"):
+            counts[p.name.split(".")[0]] += 1
+        return dict(counts)
+
+    # ------------------------------------------------------------------------------------ loop
+
+    def run(self) -> SweepState:
+        """Until every block has ended (or the test decided): fill the cluster, handle events."""
+        self._check_fits()
+        self._emit("sweep_start")
+        try:
+            while self.queue or self.inflight:
+                self._fill()
+                for job, event in self.executor.wait(self.options.poll_s):
+                    self._handle(job, event)
+                self._write_status()
+        except KeyboardInterrupt:
+            self._cancel()
+            raise
+        finally:
+            self._write_status(force=True)
+        self._emit("sweep_end")
+        return self.state
+
+    def _check_fits(self) -> None:
+        for b in self.queue:
+            if self.executor.slots(b) == 0:
+                nodes = "; ".join(
+                    f"{nid[:8]}: {res.get('GPU', 0):g} GPU, {res.get('CPU', 0):g} CPU"
+                    for nid, res in self.executor.nodes().items()
+                )
+                raise _user_error(
+                    f"block {b.block_id} needs {b.gpus} GPU(s) and {b.cpus:g} CPU(s) on one node, but no "
+                    f"node has that ({nodes or 'no nodes'}); lower resources.gpus_per_run/cpus, "
+                    "use --profile cpu, or join a bigger cluster with --address"
+                )
+
+    def _limit(self, block: Block) -> int:
+        if self.options.max_parallel:
+            return self.options.max_parallel
+        slots = self.executor.slots(block)
+        if self.options.until_decided:
+            return max(1, slots)
+        return max(1, slots + len(self.executor.nodes()))
+
+    def _fill(self) -> None:
+        while self.queue and self.state.decided is None and len(self.inflight) < self._limit(self.queue[0]):
+            block = self.queue.popleft()
+            ctx = replace(
+                self.ctx,
+                attempt_offsets={r.run_id: self.attempts[r.run_id] for r in block.runs},
+            )
+            job = self.executor.submit(block, ctx)
+            self.inflight[job.job_id] = job
+            if self.ctx.want_seed:
+                # one node compiles first and hands its cache on; later blocks don't also pack theirs
+                self.ctx = replace(self.ctx, want_seed=False)
+
+    def _cancel(self) -> None:
+        """Ctrl-C: cancel every block (their process groups are killed), keep what finished meanwhile."""
+        self.state.cancelled = True
+        self.queue.clear()
+        self._emit("cancelling")
+        for job in list(self.inflight.values()):
+            self.executor.cancel(job)
+        deadline = time.monotonic() + self.options.cancel_grace_s
+        with contextlib.suppress(KeyboardInterrupt):
+            while self.inflight and time.monotonic() < deadline:
+                for job, event in self.executor.wait(0.5):
+                    self._handle(job, event)
+
+    # ---------------------------------------------------------------------------------- events
+
+    def _handle(self, job: Job, event: dict) -> None:
+        kind = event["type"]
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is None:
+            raise RuntimeError(f"unknown event from a block: {kind!r}")
+        handler(job, event)
+        self._emit(kind, job=job, event=event)
+
+    def _on_block_start(self, job: Job, event: dict) -> None:
+        job.node_id = event["node_id"]
+
+    def _on_run_start(self, job: Job, event: dict) -> None:
+        run = self.runs[event["run_id"]]
+        self.attempts[run.run_id] = max(self.attempts[run.run_id], event["attempt"])
+        self.state.running[run.run_id] = RunningRun(
+            run.run_id, run.arm, event.get("node_id") or job.node_id, event["attempt"], time.monotonic()
+        )
+
+    def _on_step(self, job: Job, event: dict) -> None:
+        rr = self.state.running.get(event["run_id"])
+        if rr is not None:
+            rr.step, rr.total = event["step"], event["total"]
+            if event.get("val_loss") is not None:
+                rr.val_loss = event["val_loss"]
+
+    def _on_attempt(self, job: Job, event: dict) -> None:
+        row = event["row"]
+        run = self.runs[row["run_id"]]
+        atomic_write_text(self.results_dir / "attempts" / f"{run.run_id}.{row['attempt']}.txt", event["log"])
+        self.store.write_attempt(self.results_dir, complete_row(row, run, self.plan), self.plan.knob_types)
+        self.state.running.pop(run.run_id, None)
+
+    def _on_run(self, job: Job, event: dict) -> None:
+        row = event["row"]
+        run = self.runs[row["run_id"]]
+        if row["status"] in ("failed", "timeout"):
+            self.store.write_attempt(
+                self.results_dir, complete_row(row, run, self.plan), self.plan.knob_types
+            )
+        atomic_write_text(self.results_dir / "logs" / f"{run.run_id}.txt", event["log"])
+        self.store.write_steps(self.results_dir, run.run_id, event["steps"])
+        self.store.write_run(self.results_dir, complete_row(row, run, self.plan), self.plan.knob_types)
+        job.reported.add(run.run_id)
+        self.state.running.pop(run.run_id, None)
+        self.state.done[row["status"]] += 1
+        self.state.walls.append(float(row.get("wall_s") or 0.0))
+        self._write_status(force=True)
+
+    def _on_cache(self, job: Job, event: dict) -> None:
+        self.ctx = with_seed(self.ctx, event["seed"])
+
+    def _on_block_end(self, job: Job, event: dict) -> None:
+        self.inflight.pop(job.job_id, None)
+        if any(r.run_id not in job.reported for r in job.block.runs):
+            self._requeue(job, "block ended before all its runs reported")
+        elif self.options.until_decided and self.decide is not None and self.state.decided is None:
+            self.state.decided = self.decide(self.results_dir)
+            if self.state.decided is not None:
+                self.queue.clear()
+
+    def _on_block_lost(self, job: Job, event: dict) -> None:
+        self.inflight.pop(job.job_id, None)
+        self._requeue(job, event.get("error", "block lost"))
+
+    def _on_preflight_failed(self, job: Job, event: dict) -> None:
+        self._emit("message", text=f"block {job.block.block_id}: {event['error']}")
+
+    def _on_block_cancelled(self, job: Job, event: dict) -> None:
+        self.inflight.pop(job.job_id, None)
+        for run in job.block.runs:
+            self.state.running.pop(run.run_id, None)
+
+    def _requeue(self, job: Job, error: str) -> None:
+        """Re-run what a lost block had not finished, first in line (elsewhere, if its node is gone)."""
+        left = tuple(r for r in job.block.runs if r.run_id not in job.reported)
+        for r in left:
+            self.state.running.pop(r.run_id, None)
+        if not left or self.state.cancelled:
+            return
+        self.lost[job.block.block_id] += 1
+        if self.lost[job.block.block_id] > self.options.block_retries:
+            self._emit(
+                "message", text=f"block {job.block.block_id} lost too often ({error}); giving up on it"
+            )
+            for r in left:
+                self._store_failed(r, error)
+            return
+        self._emit(
+            "message", text=f"block {job.block.block_id} lost ({error}); re-running {len(left)} run(s)"
+        )
+        self.queue.appendleft(replace(job.block, runs=left))
+
+    def _store_failed(self, run: RunSpec, error: str) -> None:
+        row = {
+            "run_id": run.run_id,
+            "arm": run.arm,
+            "params": json.dumps(run.params, sort_keys=True),
+            "replicate": run.replicate,
+            "seed": run.seed,
+            "block": run.block,
+            "order_index": run.order_index,
+            "attempt": max(1, self.attempts[run.run_id]),
+            "status": "failed",
+            "error": error,
+            "command": json.dumps(list(run.command)),
+            "script_sha256": run.script_sha256,
+        }
+        self.store.write_run(self.results_dir, complete_row(row, run, self.plan), self.plan.knob_types)
+        self.state.done["failed"] += 1
+
+    # ------------------------------------------------------------------------------ reporting
+
+    def _emit(self, kind: str, **kw) -> None:
+        if self.progress is not None:
+            self.progress.update(kind, self.state, **kw)
+
+    def _write_status(self, force: bool = False) -> None:
+        """Rewrite `status.json` (atomically, at most once a second unless forced) for `ablate status`."""
+        now = time.monotonic()
+        if not force and now - self._status_at < 1.0:
+            return
+        self._status_at = now
+        st = self.state
+        ended = not self.queue and not self.inflight
+        status = {
+            "sweep": self.plan.name,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "state": "cancelled" if st.cancelled else ("finished" if ended else "running"),
+            "planned": st.planned,
+            "planned_per_arm": st.planned_per_arm,
+            "skipped": st.skipped,
+            "done": dict(st.done),
+            "decided": st.decided,
+            "running": [
+                vars(r) | {"started": None, "elapsed_s": round(now - r.started, 1)}
+                for r in st.running.values()
+            ],
+        }
+        atomic_write_text(self.results_dir / "status.json", json.dumps(status, indent=1) + "\n")

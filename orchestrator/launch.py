@@ -1,0 +1,375 @@
+"""One run as a subprocess: command resolution, environment, process group, tee, timeout, kill.
+
+The worker side of a run. `run_attempt` is a generator: it yields progress events (dicts) while
+the process runs and returns an `AttemptResult` (via `StopIteration.value`) when it has exited.
+It is fork-and-wait in one thread, so the parent-death signal (which fires when the *thread*
+that forked dies) only fires when the worker itself dies; a small watchdog process kills the
+whole process group as well, since the parent-death signal reaches only the direct child
+(torchrun's own workers are grandchildren).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import math
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from orchestrator.runspec import RunSpec
+
+PR_SET_PDEATHSIG = 1
+DIVERGED_EXIT_CODE = 3
+STEP_EVENT_EVERY_S = 1.0
+"""Train-step progress events are throttled to one per run per this many seconds (val lines always pass)."""
+ERROR_TAIL_LINES = 20
+
+# Runs in a separate python process (own session, so it outlives a killed worker's group): polls the
+# worker's pid; when the worker is gone, kills the job's process group; exits when the group is empty.
+WATCHDOG_SOURCE = """
+import os, signal, sys, time
+parent, pgid = int(sys.argv[1]), int(sys.argv[2])
+while True:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        sys.exit(0)
+    except PermissionError:
+        sys.exit(0)
+    try:
+        os.kill(parent, 0)
+        alive = os.getppid() == parent
+    except ProcessLookupError:
+        alive = False
+    if not alive:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        sys.exit(0)
+    time.sleep(0.2)
+"""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Where a block runs: the Ray node id (or a fake one) and the host's name."""
+
+    node_id: str
+    hostname: str = field(default_factory=socket.gethostname)
+
+
+@dataclass
+class AttemptResult:
+    """What one attempt of a run left behind: its row (run-level keys), steps and log text."""
+
+    row: dict[str, Any]
+    steps: list[dict[str, Any]]
+    log_text: str
+
+    @property
+    def status(self) -> str:
+        return self.row["status"]
+
+
+def resolve_command(command: Sequence[str]) -> list[str]:
+    """`python`/`python3` → this interpreter; `torchrun` → `python -m torch.distributed.run`."""
+    if not command:
+        raise ValueError("empty command: a run needs an argument list such as [python, -m, trainer]")
+    head, rest = command[0], list(command[1:])
+    if head in ("python", "python3"):
+        return [sys.executable, *rest]
+    if head == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", *rest]
+    return [head, *rest]
+
+
+def full_command(run: RunSpec, log_dir: Path) -> list[str]:
+    """The argument list as executed: trainer runs get --seed/--run-id/--log-dir appended."""
+    cmd = resolve_command(run.command)
+    if run.is_trainer:
+        cmd += ["--seed", str(run.seed), "--run-id", run.run_id, "--log-dir", str(log_dir)]
+    return cmd
+
+
+def child_env(
+    run: RunSpec, gpu_ids: Sequence[str], extra_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The job's environment: ours, the assigned GPUs, unbuffered output, compile caches, the spec's env."""
+    env = dict(os.environ)
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra_env or {})
+    env.update(run.env)
+    return env
+
+
+def _set_parent_death_signal() -> None:
+    """In the child, before exec: die with SIGKILL when the forking thread's process dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def start_process(cmd: list[str], env: dict[str, str], cwd: str | None) -> subprocess.Popen:
+    """Start the job in its own session (its own process group), stdout+stderr merged into one pipe."""
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_set_parent_death_signal,
+        bufsize=0,
+    )
+
+
+def start_watchdog(pgid: int) -> subprocess.Popen:
+    """A tiny process that kills `pgid` if this process dies first (even by SIGKILL)."""
+    return subprocess.Popen(
+        [sys.executable, "-S", "-c", WATCHDOG_SOURCE, str(os.getpid()), str(pgid)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM the job's whole process group, wait up to `grace_s`, then SIGKILL it."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=wait_s)
+            if sig == signal.SIGTERM:
+                # the leader is gone; make sure nothing of its group survives it
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            return
+
+
+def _pump(stream, lines: queue.Queue, tee) -> None:
+    """Reader thread: copy the job's output to the tee file and hand whole lines to the runner."""
+    for raw in iter(stream.readline, b""):
+        tee.write(raw)
+        tee.flush()
+        lines.put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+    lines.put(None)
+
+
+def _step_event(run_id: str, line: str, last_emit: list[float]) -> dict | None:
+    """A progress event for a step line (val lines always; train lines at most once per second)."""
+    from analysis.logs import parse_step_line
+
+    rec = parse_step_line(line)
+    if rec is None:
+        return None
+    now = time.monotonic()
+    if rec.val_loss is None and rec.step != rec.total_steps and now - last_emit[0] < STEP_EVENT_EVERY_S:
+        return None
+    last_emit[0] = now
+    return {
+        "type": "step",
+        "run_id": run_id,
+        "step": rec.step,
+        "total": rec.total_steps,
+        "val_loss": rec.val_loss,
+        "train_time_ms": rec.train_time_ms,
+    }
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def run_attempt(
+    run: RunSpec,
+    *,
+    attempt: int,
+    scratch_dir: Path,
+    node: NodeInfo,
+    gpu_ids: Sequence[str] = (),
+    extra_env: dict[str, str] | None = None,
+    grace_s: float = 10.0,
+) -> Generator[dict, None, AttemptResult]:
+    """Run one attempt of `run`; yields step events; returns its AttemptResult.
+
+    `scratch_dir` is node-local: the tee (`<run_id>.<attempt>.out`) and the trainer's --log-dir live
+    there; the log text travels back in the result so the driver, which owns the results folder,
+    writes it. A GeneratorExit or KeyboardInterrupt (cancel) kills the process group and re-raises.
+    """
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    cmd = full_command(run, scratch_dir)
+    tee_path = scratch_dir / f"{run.run_id}.{attempt}.out"
+    metrics_path = scratch_dir / f"{run.run_id}.metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)
+    started, t0 = utc_now(), time.monotonic()
+    timed_out = False
+    with open(tee_path, "wb") as tee:
+        try:
+            proc = start_process(cmd, child_env(run, gpu_ids, extra_env), run.cwd)
+        except OSError as e:
+            tee.write(f"ablate: cannot start {cmd[0]!r}: {e}\n".encode())
+            tee.flush()
+            return _finish(run, attempt, node, gpu_ids, cmd, started, t0, None, False, tee_path, metrics_path)
+        watchdog = start_watchdog(proc.pid)
+        lines: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=_pump, args=(proc.stdout, lines, tee), daemon=True)
+        reader.start()
+        last_emit, exited_at = [0.0], None
+        try:
+            while True:
+                if not timed_out and run.timeout_s is not None and time.monotonic() - t0 > run.timeout_s:
+                    timed_out = True
+                    kill_group(proc, grace_s)
+                try:
+                    line = lines.get(timeout=0.2)
+                except queue.Empty:
+                    if proc.poll() is not None:
+                        # the leader exited but something of its group still holds the pipe (and maybe a GPU)
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGKILL)
+                        exited_at = exited_at or time.monotonic()
+                        if time.monotonic() - exited_at > 5.0:
+                            break
+                    continue
+                if line is None:
+                    break
+                event = _step_event(run.run_id, line, last_emit)
+                if event is not None:
+                    yield event
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                kill_group(proc, grace_s=min(grace_s, 5.0))
+            reader.join(timeout=5.0)
+            proc.stdout.close()
+            with contextlib.suppress(ProcessLookupError):
+                watchdog.kill()
+            watchdog.wait()
+    exit_code = None if timed_out else proc.returncode
+    return _finish(
+        run, attempt, node, gpu_ids, cmd, started, t0, exit_code, timed_out, tee_path, metrics_path
+    )
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The trainer's metrics jsonl (one event per line); a torn last line is skipped."""
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            events.append(json.loads(line))
+    return events
+
+
+def steps_table(run_id: str, parsed, metrics: list[dict]) -> list[dict]:
+    """Step rows: val loss and train time from the log, train loss from the metrics file."""
+    rows: dict[int, dict] = {}
+    for ev in metrics:
+        if ev.get("event") == "step":
+            rows[ev["step"]] = {
+                "run_id": run_id,
+                "step": int(ev["step"]),
+                "val_loss": None,
+                "train_loss": ev.get("train_loss"),
+                "train_time_ms": ev.get("train_time_ms"),
+            }
+    for rec in parsed.steps:
+        row = rows.setdefault(
+            rec.step,
+            {"run_id": run_id, "step": rec.step, "val_loss": None, "train_loss": None, "train_time_ms": None},
+        )
+        if rec.val_loss is not None:
+            row["val_loss"] = rec.val_loss
+        row["train_time_ms"] = rec.train_time_ms
+    return [rows[k] for k in sorted(rows)]
+
+
+def classify(exit_code: int | None, timed_out: bool, parsed, metrics: list[dict]) -> str:
+    """ok · diverged (exit 3 or a non-finite loss; never retried) · timeout · failed."""
+    if timed_out:
+        return "timeout"
+    losses = [ev.get("train_loss") for ev in metrics if ev.get("event") == "step"]
+    non_finite = any(isinstance(x, float) and not math.isfinite(x) for x in losses)
+    if exit_code == DIVERGED_EXIT_CODE or parsed.status == "diverged" or non_finite:
+        return "diverged"
+    if exit_code == 0 and parsed.status in ("ok", "empty"):
+        return "ok"
+    return "failed"
+
+
+def error_tail(text: str, status: str, exit_code: int | None, parsed) -> str | None:
+    """A short error text for failed rows: the parser's message and the log's last lines."""
+    if status == "ok":
+        return None
+    tail = "\n".join(text.splitlines()[-ERROR_TAIL_LINES:])
+    head = f"exit code {exit_code}" if exit_code is not None else status
+    msg = f"{head}; log: {parsed.status}" + (f" ({parsed.message})" if parsed.message else "")
+    return f"{msg}\n{tail}"
+
+
+def _finish(run, attempt, node, gpu_ids, cmd, started, t0, exit_code, timed_out, tee_path, metrics_path):
+    """Parse what the attempt left and build its AttemptResult."""
+    from analysis.logs import parse_log_text
+
+    wall_s = time.monotonic() - t0
+    text = tee_path.read_text(encoding="utf-8", errors="replace") if tee_path.exists() else ""
+    parsed = parse_log_text(text)
+    metrics = read_metrics(metrics_path)
+    status = classify(exit_code, timed_out, parsed, metrics)
+    start_ev = next((ev for ev in metrics if ev.get("event") == "start"), {})
+    end_ev = next((ev for ev in metrics if ev.get("event") == "end"), {})
+    train_time_ms = parsed.train_time_ms if parsed.train_time_ms is not None else end_ev.get("train_time_ms")
+    row = {
+        "sweep": run.sweep,
+        "run_id": run.run_id,
+        "arm": run.arm,
+        "params": json.dumps(run.params, sort_keys=True),
+        "replicate": run.replicate,
+        "seed": run.seed,
+        "block": run.block,
+        "order_index": run.order_index,
+        "node_id": node.node_id,
+        "hostname": node.hostname,
+        "gpus": len(gpu_ids),
+        "gpu_name": start_ev.get("gpu_name"),
+        "attempt": attempt,
+        "status": status,
+        "final_val_loss": parsed.final_val_loss,
+        "train_time_ms": train_time_ms,
+        "step_avg_ms": parsed.step_avg_ms,
+        "steps": parsed.last_step if parsed.last_step is not None else end_ev.get("steps"),
+        "peak_mem_mib": parsed.peak_mem_mib
+        if parsed.peak_mem_mib is not None
+        else end_ev.get("peak_mem_mib"),
+        "wall_s": wall_s,
+        "startup_s": wall_s - train_time_ms / 1000.0 if train_time_ms is not None else None,
+        "started_at": started,
+        "ended_at": utc_now(),
+        "exit_code": exit_code,
+        "error": error_tail(text, status, exit_code, parsed),
+        "command": json.dumps(cmd),
+        "script_sha256": run.script_sha256,
+        "data_shards": json.dumps(start_ev["data"], sort_keys=True) if start_ev.get("data") else None,
+        "torch_version": start_ev.get("torch"),
+    }
+    if start_ev.get("cuda"):
+        row["cuda_version"] = start_ev["cuda"]
+    return AttemptResult(row=row, steps=steps_table(run.run_id, parsed, metrics), log_text=text)

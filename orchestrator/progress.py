@@ -1,0 +1,138 @@
+"""Progress of a sweep: a rich live view on a terminal, one plain line per event otherwise (CI logs).
+
+Both take `update(kind, state, job=None, event=None, text=None)` calls from the driver, where
+`state` is the driver's `SweepState` (done/total, running runs per node, ETA).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _short(node_id: str | None) -> str:
+    return (node_id or "?")[:8]
+
+
+def _run_line(event: dict) -> str:
+    row = event["row"]
+    loss = row.get("final_val_loss")
+    loss_txt = f" val_loss {loss:.4f}" if isinstance(loss, float) else ""
+    wall = row.get("wall_s")
+    wall_txt = f" in {wall:.1f}s" if isinstance(wall, float) else ""
+    return f"{row['run_id']} ({row['arm']}) {row['status']}{loss_txt}{wall_txt} (attempt {row['attempt']})"
+
+
+class PlainProgress:
+    """One line per event that matters: starts, validation steps, ends, losses, messages."""
+
+    def __init__(self, out: TextIO | None = None, parallel: int = 1):
+        self.out = out or sys.stdout
+        self.parallel = parallel
+
+    def _print(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=self.out, flush=True)
+
+    def update(
+        self, kind: str, state: Any, job=None, event: dict | None = None, text: str | None = None
+    ) -> None:
+        line = self._line(kind, state, job, event or {}, text)
+        if line:
+            self._print(line)
+
+    def _line(self, kind, state, job, event, text) -> str | None:
+        done = f"[{state.finished}/{state.to_run}]"
+        if kind == "sweep_start":
+            return f"{state.to_run} run(s) to run, {state.skipped} already done of {state.planned} planned"
+        if kind == "run_start":
+            return (
+                f"start {event['run_id']} on node {_short(event.get('node_id'))} (attempt {event['attempt']})"
+            )
+        if kind == "step" and event.get("val_loss") is not None:
+            return f"{event['run_id']} step {event['step']}/{event['total']} val_loss {event['val_loss']:.4f}"
+        if kind == "run":
+            return f"{done} {_run_line(event)}; ETA {_fmt_s(state.eta_s(self.parallel))}"
+        if kind == "attempt":
+            return f"{_run_line(event)}: will retry"
+        if kind in ("block_lost", "block_cancelled"):
+            return f"block {job.block.block_id} {kind.split('_')[1]}: {event.get('error', '')}".rstrip(": ")
+        if kind == "message":
+            return text
+        if kind == "cancelling":
+            return "cancelling: stopping running blocks, keeping finished results"
+        if kind == "sweep_end":
+            return self._summary(state)
+        return None
+
+    @staticmethod
+    def _summary(state) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(state.done.items())) or "nothing run"
+        tail = f"; stopped early: {state.decided}" if state.decided else ""
+        return f"sweep done: {counts} ({state.skipped} were already done){tail}"
+
+    def close(self) -> None:
+        pass
+
+
+class LiveProgress(PlainProgress):
+    """A rich live table: one row per running run (node, step, last val loss), done/total and ETA."""
+
+    def __init__(self, parallel: int = 1, console=None):
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = console or Console()
+        super().__init__(out=self.console.file, parallel=parallel)
+        self._state = None
+        self.live = Live(console=self.console, refresh_per_second=4, get_renderable=self._render)
+        self.live.start()
+
+    def _print(self, text: str) -> None:
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}", highlight=False, markup=False)
+
+    def update(
+        self, kind: str, state: Any, job=None, event: dict | None = None, text: str | None = None
+    ) -> None:
+        self._state = state
+        if kind in ("run", "attempt", "block_lost", "message", "sweep_start", "sweep_end", "cancelling"):
+            super().update(kind, state, job, event, text)
+
+    def _render(self):
+        from rich.table import Table
+
+        st = self._state
+        title = (
+            "ablate"
+            if st is None
+            else (
+                f"{st.finished}/{st.to_run} runs done · {st.skipped} skipped · "
+                f"ETA {_fmt_s(st.eta_s(self.parallel))}"
+            )
+        )
+        table = Table(title=title, expand=False)
+        for col in ("node", "run", "arm", "attempt", "step", "val loss", "elapsed"):
+            table.add_column(col)
+        for r in [] if st is None else st.running.values():
+            step = f"{r.step}/{r.total}" if r.step is not None else "starting"
+            loss = f"{r.val_loss:.4f}" if r.val_loss is not None else "-"
+            elapsed = _fmt_s(time.monotonic() - r.started)
+            table.add_row(_short(r.node_id), r.run_id, r.arm, str(r.attempt), step, loss, elapsed)
+        return table
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def make_progress(parallel: int = 1, plain: bool | None = None):
+    """Live view on a terminal, plain lines otherwise (or when `plain` is forced)."""
+    if plain is None:
+        plain = not sys.stdout.isatty()
+    return PlainProgress(parallel=parallel) if plain else LiveProgress(parallel=parallel)

@@ -1,0 +1,151 @@
+"""`ablate run` / `ablate status` on the command line: errors, dry run, resume, spec changes, status."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from orchestrator.cli import build_parser, main
+from orchestrator.driver import ResultsLock
+from tests.orchestrator.helpers import FAKE_JOB
+
+SPEC = """\
+name: clitest
+kind: ab
+runs_per_arm: 2
+order: alternate
+resources: {{gpus_per_run: 0}}
+target_val_loss: null
+arms:
+  base: {{command: [python, {job}, --steps, "{steps}"]}}
+  cand: {{command: [python, {job}, --steps, "{steps}", --loss, "3.2"]}}
+"""
+
+
+def write_spec(tmp_path, steps=2):
+    path = tmp_path / "clitest.yaml"
+    path.write_text(SPEC.format(job=FAKE_JOB, steps=steps))
+    return path
+
+
+def test_run_help_names_the_options(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    text = capsys.readouterr().out
+    for opt in (
+        "--profile",
+        "--results",
+        "--dry-run",
+        "--address",
+        "--max-parallel",
+        "--until-decided",
+        "--force-spec-change",
+        "--dashboard",
+    ):
+        assert opt in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "no/such.yaml"], "no/such.yaml: no such spec file; pass a YAML file"),
+        (["status", "no/such/dir"], "no/such/dir: no such results folder"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ablate: error: {message}") and err.count("\n") == 1
+
+
+def test_bad_max_parallel_and_busy_folder(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    assert main(["run", str(spec), "--max-parallel", "0"]) == 2
+    assert "--max-parallel must be a positive integer, got 0" in capsys.readouterr().err
+    results = tmp_path / "busy"
+    with ResultsLock(results):
+        assert main(["run", str(spec), "--results", str(results), "--no-report"]) == 2
+    assert "is in use by another ablate run" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
+    results = tmp_path / "r"
+    assert main(["run", str(write_spec(tmp_path)), "--dry-run", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "clitest" in out and "base" in out and "cand" in out
+    assert not results.exists()
+
+
+def test_run_resume_refuse_changed_spec_and_status(tmp_path, capsys):
+    """One embedded Ray per `ablate run`: a full sweep, then a resume that runs nothing."""
+    spec, results = write_spec(tmp_path), tmp_path / "res"
+    argv = ["run", str(spec), "--results", str(results), "--no-report", "--plain", "--num-cpus", "2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "4 run(s) to run, 0 already done of 4 planned" in out
+    assert "sweep done: 4 ok" in out
+    assert (results / "spec.yaml").read_text() == spec.read_text()
+    sweep = json.loads((results / "sweep.json").read_text())
+    assert (sweep["name"], sweep["kind"], sweep["planned_runs"], sweep["arms"]) == (
+        "clitest",
+        "ab",
+        4,
+        ["base", "cand"],
+    )
+    assert len(list((results / "logs").glob("*.txt"))) == 4
+
+    assert main(["status", str(results)]) == 0
+    status = capsys.readouterr().out
+    assert "no driver running" in status and "running: none" in status
+    assert [line.split()[:3] for line in status.splitlines() if line.startswith(("base", "cand"))] == [
+        ["base", "2", "2"],
+        ["cand", "2", "2"],
+    ]
+
+    # resubmitting the same spec runs nothing; a changed one is refused unless forced
+    assert main(argv) == 0
+    assert "0 run(s) to run, 4 already done of 4 planned" in capsys.readouterr().out
+    write_spec(tmp_path, steps=3)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "differs from the spec stored in" in err and "arms.base" in err and "--force-spec-change" in err
+
+
+def test_status_of_a_running_sweep_shows_what_runs(tmp_path, capsys):
+    results = tmp_path / "live"
+    results.mkdir()
+    (results / "sweep.json").write_text(json.dumps({"name": "live", "kind": "grid", "arms": ["x"]}))
+    running = [
+        {
+            "run_id": "r1",
+            "arm": "x",
+            "node_id": "abcdef123456",
+            "attempt": 1,
+            "step": 5,
+            "total": 10,
+            "val_loss": 4.25,
+        }
+    ]
+    (results / "status.json").write_text(
+        json.dumps({"pid": 1, "host": "h", "planned_per_arm": {"x": 3}, "running": running})
+    )
+    with ResultsLock(results):
+        assert main(["status", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "driver running (pid" in out
+    assert "r1 (x) on node abcdef12, attempt 1, step 5/10 val_loss 4.2500" in out
+    assert [ln.split()[:7] for ln in out.splitlines() if ln.startswith("x ")] == [
+        ["x", "3", "0", "0", "0", "0", "3"]
+    ]
+
+
+def test_fake_job_is_runnable_alone(tmp_path):
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, FAKE_JOB, "--steps", "1"], capture_output=True, text=True, check=True
+    )
+    assert textwrap.dedent(out.stdout).splitlines()[1].startswith("step:0/1 val_loss:")

@@ -1,0 +1,175 @@
+"""The sweep loop against the in-process executor: storing, resume, retries, lost blocks, locks, status."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+
+import pytest
+
+from analysis import store
+from orchestrator.cli import UserError
+from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions, pending_blocks
+from orchestrator.executor import BlockContext, InProcessExecutor, run_block
+from orchestrator.progress import PlainProgress
+from orchestrator.runspec import Block, Plan
+from tests.orchestrator.helpers import ab_plan, fake_run
+
+
+def ctx_for(tmp_path, **kw) -> BlockContext:
+    return BlockContext(
+        scratch_root=str(tmp_path / "scratch"),
+        cache_root=str(tmp_path / "cache"),
+        cache_key="node",
+        preflight_wait_s=0,
+        grace_s=1.0,
+        **kw,
+    )
+
+
+def sweep(plan, results, tmp_path, nodes=None, runner=run_block, **opts):
+    ex = InProcessExecutor(nodes or {"n1": {"CPU": 2, "GPU": 0}}, runner=runner)
+    out = io.StringIO()
+    driver = SweepDriver(
+        plan,
+        results,
+        ex,
+        ctx=ctx_for(tmp_path),
+        options=SweepOptions(poll_s=0.05, **opts),
+        progress=PlainProgress(out=out),
+    )
+    return driver.run(), out.getvalue(), ex
+
+
+def test_sweep_stores_runs_steps_logs_and_status(tmp_path):
+    results = tmp_path / "res"
+    plan = ab_plan(2, "--steps", "2")
+    plan = replace(plan, knob_types={"mlp_off": "json"})
+    state, out, _ = sweep(plan, results, tmp_path)
+    assert state.done == {"ok": 4}
+    runs = store.read_runs(results).sort_values(["block", "order_index"])
+    assert list(runs.run_id) == ["a0", "b0", "a1", "b1"]
+    assert set(runs.status) == {"ok"} and set(runs.compile_cache) <= {"cold", "warm"}
+    assert {p.stem for p in (results / "logs").glob("*.txt")} == {"a0", "b0", "a1", "b1"}
+    assert len(list((results / "steps").glob("*.parquet"))) == 4
+    status = json.loads((results / "status.json").read_text())
+    assert status["state"] == "finished" and status["done"] == {"ok": 4}
+    assert status["planned_per_arm"] == {"a": 2, "b": 2}
+    assert "4 run(s) to run, 0 already done of 4 planned" in out and "sweep done: 4 ok" in out
+
+
+def test_resume_runs_only_missing_runs(tmp_path):
+    results = tmp_path / "res"
+    plan = ab_plan(3, "--steps", "1")
+    first = Plan(**{**plan.__dict__, "blocks": plan.blocks[:1]})
+    sweep(first, results, tmp_path)
+    assert pending_blocks(plan, store.finished_run_ids(results))[0].block_id == 1
+    state, out, _ = sweep(plan, results, tmp_path)
+    assert (state.skipped, state.to_run, state.done["ok"]) == (2, 4, 4)
+    assert "4 run(s) to run, 2 already done of 6 planned" in out
+    state, out, _ = sweep(plan, results, tmp_path)
+    assert (state.skipped, state.to_run, state.finished) == (6, 0, 0)
+
+
+def test_failed_attempt_is_retried_and_recorded(tmp_path):
+    results = tmp_path / "res"
+    marker = tmp_path / "marker"
+    run = fake_run("r", "--fail-once", str(marker), retries=1)
+    bad = fake_run("bad", "--exit", "5", order=1, retries=1)
+    plan = replace(ab_plan(1), blocks=(Block(0, (run, bad), gpus=0),))
+    state, out, _ = sweep(plan, results, tmp_path)
+    assert state.done == {"ok": 1, "failed": 1}
+    runs = store.read_runs(results).set_index("run_id")
+    assert (runs.loc["r", "status"], runs.loc["r", "attempt"]) == ("ok", 2)
+    assert (runs.loc["bad", "status"], runs.loc["bad", "attempt"]) == ("failed", 2)
+    attempts = sorted(p.name for p in (results / "attempts").glob("*.parquet"))
+    assert attempts == ["bad.1.parquet", "bad.2.parquet", "r.1.parquet"]
+    assert "crash: failing on purpose" in (results / "attempts" / "r.1.txt").read_text()
+    assert "will retry" in out
+
+
+def flaky_node_runner(block, ctx, node, gpu_ids, get_seed=None):
+    """Canned worker; on node 'bad' it reports arm a's run, then the node dies in arm b's (an exception)."""
+    yield {"type": "block_start", "node_id": node.node_id, "hostname": node.node_id, "gpu_ids": gpu_ids}
+    for r in block.runs:
+        attempt = ctx.attempt_offsets.get(r.run_id, 0) + 1
+        yield {"type": "run_start", "run_id": r.run_id, "attempt": attempt, "node_id": node.node_id}
+        if node.node_id == "bad" and r.arm == "b":
+            raise ConnectionError("node bad died")
+        row = {
+            "run_id": r.run_id,
+            "arm": r.arm,
+            "status": "ok",
+            "attempt": attempt,
+            "node_id": node.node_id,
+            "block": r.block,
+            "order_index": r.order_index,
+            "wall_s": 0.1,
+        }
+        yield {"type": "run", "row": row, "steps": [], "log": "x\n"}
+
+
+def test_lost_block_reruns_its_unfinished_runs_elsewhere(tmp_path):
+    results = tmp_path / "res"
+    plan = ab_plan(1, gpus=8)
+    nodes = {"bad": {"GPU": 8, "CPU": 2}, "good": {"GPU": 8, "CPU": 2}}
+    ex = InProcessExecutor(nodes, runner=flaky_node_runner)
+    driver = SweepDriver(plan, results, ex, options=SweepOptions(poll_s=0.01, block_retries=1))
+    orig_submit = ex.submit
+    submitted = []
+
+    def submit(block, ctx):
+        submitted.append((block, ctx))
+        if len(submitted) == 2:  # the re-run: the dead node must not get it
+            ex._nodes["bad"].alive = False
+        return orig_submit(block, ctx)
+
+    ex.submit = submit
+    state = driver.run()
+    assert state.done == {"ok": 2}
+    runs = store.read_runs(results).set_index("run_id")
+    assert runs.loc["a0", "node_id"] == "bad" and runs.loc["b0", "node_id"] == "good"
+    assert runs.loc["b0", "attempt"] == 2  # the attempt lost with the node counts
+    assert [r.run_id for r in submitted[1][0].runs] == ["b0"]
+
+
+def test_block_lost_too_often_is_stored_as_failed(tmp_path):
+    results = tmp_path / "res"
+    ex = InProcessExecutor({"bad": {"GPU": 8, "CPU": 2}}, runner=flaky_node_runner)
+    state = SweepDriver(
+        ab_plan(1, gpus=8), results, ex, options=SweepOptions(poll_s=0.01, block_retries=1)
+    ).run()
+    assert state.done == {"ok": 1, "failed": 1}
+    row = store.read_runs(results).set_index("run_id").loc["b0"]
+    assert row["status"] == "failed" and "node bad died" in row["error"]
+
+
+def test_a_block_that_fits_nowhere_is_a_user_error(tmp_path):
+    ex = InProcessExecutor({"n1": {"GPU": 4, "CPU": 2}})
+    with pytest.raises(UserError, match="block 0 needs 8 GPU.* no node has that .*--profile cpu"):
+        SweepDriver(ab_plan(1, gpus=8), tmp_path / "r", ex).run()
+
+
+def test_until_decided_stops_adding_blocks(tmp_path):
+    results = tmp_path / "res"
+    calls = []
+
+    def decide(d):
+        calls.append(len(store.finished_run_ids(d)))
+        return "b faster (p=0.01)" if len(calls) == 2 else None
+
+    ex = InProcessExecutor({"n1": {"GPU": 0, "CPU": 1}}, runner=flaky_node_runner)
+    driver = SweepDriver(
+        ab_plan(5), results, ex, options=SweepOptions(poll_s=0.01, until_decided=True), decide=decide
+    )
+    state = driver.run()
+    assert calls == [2, 4] and state.decided == "b faster (p=0.01)"
+    assert len(store.finished_run_ids(results)) == 4
+
+
+def test_second_driver_on_the_same_folder_is_refused(tmp_path):
+    with ResultsLock(tmp_path), pytest.raises(UserError, match=r"in use by another ablate run \(pid \d+ on "):
+        ResultsLock(tmp_path).__enter__()
+    with ResultsLock(tmp_path):  # released: a new driver may take it
+        pass
