@@ -53,7 +53,7 @@ TOP_KEYS = (
     "estimate_min", "baseline", "arms", "profiles",
 )  # fmt: skip
 TRAINER_KEYS = ("preset", "set")
-RESOURCE_KEYS = ("gpus_per_run", "cpus_per_run", "exclusive_node")
+RESOURCE_KEYS = ("gpus_per_run", "cpus_per_run", "exclusive_node", "compile_cache_dir")
 TRAINER_ARM_KEYS = ("set", "grid", "repeats")
 COMMAND_ARM_KEYS = ("command", "cwd", "env", "repeats")
 EACH_LAYER_KEYS = ("each_layer", "with", "value")
@@ -64,6 +64,7 @@ NON_IDENTITY_FIELDS = (
     "estimate_min",
     "profiles",
     "resources.cpus_per_run",
+    "resources.compile_cache_dir",
 )
 """Spec fields that may change between submissions of one sweep: they do not change what runs."""
 
@@ -78,6 +79,8 @@ class Resources:
     cpus_per_run: float = 1.0
     exclusive_node: bool = False
     """Hold the whole node while a block runs (default true for kind ab: timing depends on neighbours)."""
+    compile_cache_dir: str | None = None
+    """A folder every node sees (e.g. NFS): compile caches are seeded from it instead of through Ray."""
 
 
 @dataclass(frozen=True)
@@ -393,7 +396,14 @@ def _resources(ctx: _Ctx, value: Any, kind: str) -> Resources:
         gpus_per_run=_int(ctx, r.get("gpus_per_run", 1), "resources.gpus_per_run", 0),
         cpus_per_run=_number(ctx, r.get("cpus_per_run", 1), "resources.cpus_per_run"),
         exclusive_node=exclusive,
+        compile_cache_dir=_cache_dir(ctx, r.get("compile_cache_dir")),
     )
+
+
+def _cache_dir(ctx: _Ctx, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ctx.fail("resources.compile_cache_dir", f"expected a folder path, got {_describe(value)}")
+    return value
 
 
 def _timeout(ctx: _Ctx, d: dict) -> float | None:

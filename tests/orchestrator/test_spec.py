@@ -217,7 +217,7 @@ CASES = {
     ),
     "resources_unknown_key": (
         "name: t\nresources: {gpus: 8}\n" + ARMS,
-        "resources.gpus: unknown key; allowed: gpus_per_run, cpus_per_run, exclusive_node",
+        "resources.gpus: unknown key; allowed: gpus_per_run, cpus_per_run, exclusive_node, compile_cache_dir",
     ),
     "exclusive_not_bool": (
         "name: t\nresources: {exclusive_node: yes please}\n" + ARMS,
@@ -402,3 +402,23 @@ def test_profile_merges_one_grid_of_one_arm(tmp_path):
     spec = load_spec(tmp_path / "s.yaml", profile="cpu")
     assert spec.arm("d").grid == (("mlp_off", ([3],)),) and spec.arm("d").set == {"ve_norm": True}
     assert yaml.safe_load(dump_raw(spec)) == yaml.safe_load(text)  # the spec as submitted
+
+
+def test_compile_cache_dir_is_a_resource_and_not_identity(tmp_path):
+    from orchestrator.plan import spec_identity_diff
+    from orchestrator.spec import SpecError, parse_spec
+
+    base = {
+        "name": "s",
+        "trainer": {"preset": "tiny"},
+        "resources": {"gpus_per_run": 0},
+        "arms": {"baseline": {}},
+    }
+    a = parse_spec(base, "s.yaml")
+    b = parse_spec({**base, "resources": {"gpus_per_run": 0, "compile_cache_dir": "/shared/cc"}}, "s.yaml")
+    assert b.resources.compile_cache_dir == "/shared/cc"
+    assert spec_identity_diff(a, b) == []
+    import pytest
+
+    with pytest.raises(SpecError, match="resources.compile_cache_dir: expected a folder path"):
+        parse_spec({**base, "resources": {"compile_cache_dir": 3}}, "s.yaml")
