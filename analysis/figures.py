@@ -68,7 +68,9 @@ def train_times(runs: pd.DataFrame):
     """Train time (s) per run in run order, colour = arm, marker = node: shows interleaving and drift."""
     fig = Figure(figsize=(8, 4.5))
     ax = fig.subplots()
-    df = runs.assign(order=np.arange(len(runs)), node=runs["node_id"].fillna(runs["hostname"]).fillna("?"))
+    # Ray node ids are 56 hex characters: their first 8 tell nodes apart and keep the legend readable.
+    node = runs["node_id"].fillna(runs["hostname"]).fillna("?").astype(str).str.slice(0, 8)
+    df = runs.assign(order=np.arange(len(runs)), node=node)
     colors = _arm_colors(runs["arm"])
     nodes = sorted(df["node"].astype(str).unique())
     for (arm, node), g in df.groupby(["arm", df["node"].astype(str)], sort=True):
@@ -79,7 +81,7 @@ def train_times(runs: pd.DataFrame):
     ax.set_xlabel("run order")
     ax.set_ylabel("train time (s)")
     ax.set_title("Train time per run")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="arm @ node", title_fontsize=7)
     fig.tight_layout()
     return fig, ax
 

@@ -225,7 +225,11 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
         verdict, table = grid_section(runs, sweep, target)
         sections = [
             ("Verdict", [verdict]),
-            ("Configurations against the baseline (sorted by loss effect)", table),
+            (
+                "Configurations against the baseline (sorted by loss effect; delta = baseline - config, "
+                "positive = lower loss or faster; p: Welch, two-sided)",
+                table,
+            ),
         ]
     sections.append(("Runs", [status_line(runs, sweep.get("planned_runs"))]))
     steps = store.read_steps(results_dir, val_only=True)
