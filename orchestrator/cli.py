@@ -7,6 +7,7 @@ lazily so they work without Ray and without a GPU.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ablate: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ablate run X --dry-run | head`): quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
