@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.executor import BlockContext, Executor, Job, with_seed
+from orchestrator.launch import identity_row
 from orchestrator.runspec import Block, Plan, RunSpec
 
 
@@ -364,13 +365,7 @@ class SweepDriver:
 
     def _store_failed(self, run: RunSpec, error: str) -> None:
         row = {
-            "run_id": run.run_id,
-            "arm": run.arm,
-            "params": json.dumps(run.params, sort_keys=True),
-            "replicate": run.replicate,
-            "seed": run.seed,
-            "block": run.block,
-            "order_index": run.order_index,
+            **identity_row(run),
             "attempt": max(1, self.attempts[run.run_id]),
             "status": "failed",
             "error": error,

@@ -193,6 +193,20 @@ def _step_event(run_id: str, line: str, last_emit: list[float]) -> dict | None:
     }
 
 
+def identity_row(run: RunSpec) -> dict[str, Any]:
+    """The columns of a run row that come from the plan alone (the same for every attempt)."""
+    return {
+        "sweep": run.sweep,
+        "run_id": run.run_id,
+        "arm": run.arm,
+        "params": json.dumps(run.params, sort_keys=True),
+        "replicate": run.replicate,
+        "seed": run.seed,
+        "block": run.block,
+        "order_index": run.order_index,
+    }
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -338,14 +352,7 @@ def _finish(run, attempt, node, gpu_ids, cmd, started, t0, exit_code, timed_out,
     end_ev = next((ev for ev in metrics if ev.get("event") == "end"), {})
     train_time_ms = parsed.train_time_ms if parsed.train_time_ms is not None else end_ev.get("train_time_ms")
     row = {
-        "sweep": run.sweep,
-        "run_id": run.run_id,
-        "arm": run.arm,
-        "params": json.dumps(run.params, sort_keys=True),
-        "replicate": run.replicate,
-        "seed": run.seed,
-        "block": run.block,
-        "order_index": run.order_index,
+        **identity_row(run),
         "node_id": node.node_id,
         "hostname": node.hostname,
         "gpus": len(gpu_ids),
