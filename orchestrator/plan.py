@@ -181,6 +181,13 @@ def _units(spec: Spec) -> list[_Unit]:
     return units
 
 
+def _data_args(spec: Spec, unit: _Unit) -> tuple[str, ...]:
+    """``--data-dir`` for trainer arms: where the shards are, not what they are, so it stays out of the
+    run id (each run records its shards' identity in its row)."""
+    is_trainer_arm = unit.is_trainer and unit.arm.command is None
+    return ("--data-dir", spec.data_dir) if (is_trainer_arm and spec.data_dir is not None) else ()
+
+
 def _run(spec: Spec, unit: _Unit, replicate: int, trainer_hash: str) -> RunSpec:
     identity = {
         "sweep": spec.name,
@@ -201,7 +208,7 @@ def _run(spec: Spec, unit: _Unit, replicate: int, trainer_hash: str) -> RunSpec:
         arm=unit.arm.name,
         replicate=replicate,
         seed=seed_from_run_id(run_id),
-        command=unit.command,
+        command=unit.command + _data_args(spec, unit),
         params=unit.params,
         preset=unit.preset,
         is_trainer=unit.is_trainer,

@@ -7,7 +7,7 @@ fails at load time, not hours later on a GPU node.
 
 The language (see sweeps/README.md for examples):
 
-- ``trainer: {preset, set}``: the knobs every trainer arm starts from.
+- ``trainer: {preset, set, data_dir}``: the knobs every trainer arm starts from, and its shards.
 - ``arms: {name: ARM}``; an ARM is ``{set: {knob: value}}`` (one configuration), ``{grid: {knob:
   [values]}}`` (the cartesian product; ``set`` may be given too, applied to every point), or
   ``{command: [argv...], cwd, env}`` (any program, never through a shell). In a grid, ``repeats``
@@ -52,7 +52,7 @@ TOP_KEYS = (
     "block_size", "blocks", "seed", "timeout_s", "timeout_min", "retries", "target_val_loss",
     "estimate_min", "baseline", "arms", "profiles",
 )  # fmt: skip
-TRAINER_KEYS = ("preset", "set")
+TRAINER_KEYS = ("preset", "set", "data_dir")
 RESOURCE_KEYS = ("gpus_per_run", "cpus_per_run", "exclusive_node", "compile_cache_dir")
 TRAINER_ARM_KEYS = ("set", "grid", "repeats")
 COMMAND_ARM_KEYS = ("command", "cwd", "env", "repeats")
@@ -65,6 +65,7 @@ NON_IDENTITY_FIELDS = (
     "profiles",
     "resources.cpus_per_run",
     "resources.compile_cache_dir",
+    "data_dir",
 )
 """Spec fields that may change between submissions of one sweep: they do not change what runs."""
 
@@ -112,6 +113,9 @@ class Spec:
     baseline: str
     preset: str = "speedrun"
     trainer_set: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None
+    """Shard folder passed to trainer arms as --data-dir (relative: to the folder ablate runs in);
+    None lets the trainer choose (the tiny preset makes its synthetic corpus)."""
     resources: Resources = Resources()
     repeats: int = 1
     runs_per_arm: int = 1
@@ -334,7 +338,7 @@ def _build(ctx: _Ctx, d: dict) -> Spec:
     description = d.get("description") or ""
     if not isinstance(description, str):
         raise ctx.fail("description", f"expected text, got {_describe(description)}")
-    preset, trainer_set = _trainer_section(ctx, d.get("trainer"))
+    preset, trainer_set, data_dir = _trainer_section(ctx, d.get("trainer"))
     arms = _arms(ctx, d.get("arms"), kind)
     resources = _resources(ctx, d.get("resources"), kind)
     layout = _layout(ctx, d, kind, arms)
@@ -347,6 +351,7 @@ def _build(ctx: _Ctx, d: dict) -> Spec:
         baseline=baseline,
         preset=preset,
         trainer_set=trainer_set,
+        data_dir=data_dir,
         resources=resources,
         description=description,
         timeout_s=_timeout(ctx, d),
@@ -360,7 +365,7 @@ def _build(ctx: _Ctx, d: dict) -> Spec:
     )
 
 
-def _trainer_section(ctx: _Ctx, value: Any) -> tuple[str, dict[str, Any]]:
+def _trainer_section(ctx: _Ctx, value: Any) -> tuple[str, dict[str, Any], str | None]:
     from trainer.config import PRESETS
 
     t = _mapping(ctx, value if value is not None else {}, "trainer", TRAINER_KEYS)
@@ -370,7 +375,10 @@ def _trainer_section(ctx: _Ctx, value: Any) -> tuple[str, dict[str, Any]]:
             "trainer.preset", f"unknown preset {_describe(preset)}; choose one of: {', '.join(PRESETS)}"
         )
     sets = _knob_map(ctx, t.get("set"), "trainer.set")
-    return preset, sets
+    data_dir = t.get("data_dir")
+    if data_dir is not None and (not isinstance(data_dir, str) or not data_dir.strip()):
+        raise ctx.fail("trainer.data_dir", f"expected a folder of .bin shards, got {_describe(data_dir)}")
+    return preset, sets, data_dir
 
 
 def _knob_map(ctx: _Ctx, value: Any, path: str) -> dict[str, Any]:

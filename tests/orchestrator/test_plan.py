@@ -297,3 +297,21 @@ def test_grid_interleaving_is_replicate_major(repeats):
     assert [r.replicate for r in runs] == sorted(r.replicate for r in runs)
     assert Counter(r.arm for r in runs) == {f"a{i}": r for i, r in enumerate(repeats)}
     assert len({r.seed for r in runs}) == len(runs)
+
+
+def test_data_dir_reaches_trainer_commands_but_not_run_ids():
+    from orchestrator.plan import make_plan, spec_identity_diff
+    from orchestrator.spec import parse_spec
+
+    base = {"name": "d", "trainer": {"preset": "tiny"}, "resources": {"gpus_per_run": 0},
+            "arms": {"baseline": {}, "mlp0": {"set": {"mlp_off": [0]}}}}  # fmt: skip
+    plain = parse_spec(base, "d.yaml")
+    here = parse_spec({**base, "trainer": {"preset": "tiny", "data_dir": "/data/a"}}, "d.yaml")
+    there = parse_spec({**base, "trainer": {"preset": "tiny", "data_dir": "/data/b"}}, "d.yaml")
+    plain_runs, here_runs, there_runs = (make_plan(s).runs for s in (plain, here, there))
+    assert all(r.command[-2:] == ("--data-dir", "/data/a") for r in here_runs)
+    assert all("--data-dir" not in r.command for r in plain_runs)
+    # moving the shards is not a new experiment: same run ids, and the spec may be resubmitted
+    ids = [[r.run_id for r in runs] for runs in (plain_runs, here_runs, there_runs)]
+    assert ids[0] == ids[1] == ids[2]
+    assert spec_identity_diff(here, there) == []

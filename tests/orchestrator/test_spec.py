@@ -69,7 +69,7 @@ CASES = {
     ),
     "unknown_trainer_key": (
         "name: t\ntrainer: {preset: tiny, knobs: {}}\n" + ARMS,
-        "trainer.knobs: unknown key; allowed: preset, set",
+        "trainer.knobs: unknown key; allowed: preset, set, data_dir",
     ),
     "unknown_knob_in_trainer_set": (
         "name: t\ntrainer: {preset: tiny, set: {mlp_of: [0]}}\n" + ARMS,

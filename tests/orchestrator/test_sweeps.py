@@ -21,7 +21,13 @@ RUN_COUNTS = {
     "doubled_mlp.yaml": ((1 + 6) * 2, 1 + 6),
     "variable_block.yaml": ((1 + 4 + 2) * 2, 1 + 4 + 2),
     "record_ab.yaml": (10 + 10, 3 + 3),
+    "speedrun_ab.yaml": (4 + 4, 2 + 2),
+    "h200_ab.yaml": (4 + 4, 2 + 2),
+    "h200_drop_one_mlp.yaml": (1 + 3, 1 + 3),
 }
+# GPUs per run and the target, where a sweep is not an 8-GPU FineWeb sweep: the H200 sweeps run one GPU
+# per run on synthetic shards (no target); the demo is CPU-only.
+GPU_SWEEPS = {"h200_ab.yaml": (1, None), "h200_drop_one_mlp.yaml": (1, None)}
 
 
 def _plan(name: str, profile: str | None = None):
@@ -46,8 +52,9 @@ def test_sweep_plans_as_written_and_on_cpu(name):
     assert all(r.preset == "tiny" and r.is_trainer for r in cplan.runs)
     assert cspec.target_val_loss is None
     if name != "demo.yaml":
-        assert all(r.gpus == 8 for r in plan.runs)
-        assert spec.target_val_loss == 3.28
+        gpus, target = GPU_SWEEPS.get(name, (8, 3.28))
+        assert all(r.gpus == gpus for r in plan.runs)
+        assert spec.target_val_loss == target
         assert cspec.name == f"{spec.name}-cpu"  # CPU results never mix with GPU results
         assert all(r.params["steps"] <= 60 for r in cplan.runs)  # small enough for the ci tier
 
