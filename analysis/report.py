@@ -169,6 +169,17 @@ def provenance(runs: pd.DataFrame) -> list[str]:
     ]
 
 
+def current_runs(runs: pd.DataFrame, sweep: dict) -> tuple[pd.DataFrame, int]:
+    """The runs of the sweep's current plan (sweep.json's ``run_ids``) and how many others the folder
+    holds. Editing the trainer or a script gives new run ids; the older runs stay in ``runs/`` (results
+    are never deleted) but mixing them into one comparison would compare two versions of the code."""
+    ids = sweep.get("run_ids")
+    if ids is None or runs.empty:
+        return runs, 0
+    current = runs["run_id"].isin(set(ids))
+    return runs[current].reset_index(drop=True), int((~current).sum())
+
+
 def status_line(runs: pd.DataFrame, planned) -> str:
     counts = runs["status"].value_counts().sort_index()
     text = ", ".join(f"{k}={v}" for k, v in counts.items()) or "none"
@@ -210,7 +221,7 @@ def _png(fig) -> bytes:
 def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], dict]:
     """(title, [(heading, lines | DataFrame)], figures) of a results folder; verdict first."""
     sweep = store.read_sweep(results_dir)
-    runs = store.read_runs(results_dir)
+    runs, stale = current_runs(store.read_runs(results_dir), sweep)
     name = sweep.get("name") or (
         runs["sweep"].dropna().iloc[0] if runs["sweep"].notna().any() else results_dir.name
     )
@@ -231,7 +242,12 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
                 table,
             ),
         ]
-    sections.append(("Runs", [status_line(runs, sweep.get("planned_runs"))]))
+    stale_line = (
+        [f"{stale} run(s) of an earlier plan (another version of the code or spec) are kept in runs/ "
+         "and left out of this report"]
+        if stale else []
+    )  # fmt: skip
+    sections.append(("Runs", [status_line(runs, sweep.get("planned_runs")), *stale_line]))
     steps = store.read_steps(results_dir, val_only=True)
     figs = make_figures(runs, steps, baseline_arm(sweep, runs), target)
     sections += [("Per-run overhead (startup_s = wall_s - train time)", overhead_table(runs))]

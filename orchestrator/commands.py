@@ -133,6 +133,9 @@ def _write_sweep_files(results_dir: Path, spec_path: Path, plan) -> None:
         "profile": plan.profile,
         "spec_file": str(spec_path),
         "planned_runs": len(plan.runs),
+        # the report and `ablate status` count these; other runs in runs/ (from an earlier version of
+        # the trainer or of a script, whose run ids differ) are kept but left out
+        "run_ids": [r.run_id for r in plan.runs],
     }
     atomic_write_text(results_dir / "sweep.json", json.dumps(sweep, indent=1) + "\n")
 
@@ -182,7 +185,13 @@ def _missing(plan, results_dir: Path) -> int:
     """Runs still to run; when none, say so without starting Ray."""
     from analysis.store import finished_run_ids
 
-    done = set(finished_run_ids(results_dir)) & {r.run_id for r in plan.runs}
+    finished = set(finished_run_ids(results_dir))
+    done = finished & {r.run_id for r in plan.runs}
+    if stale := len(finished - done):
+        print(
+            f"note: {stale} finished run(s) in {results_dir} are not in this plan (an earlier version of the "
+            "trainer, a script or the spec): kept in runs/, left out of the report"
+        )
     missing = len(plan.runs) - len(done)
     if missing == 0:
         print(f"0 run(s) to run, {len(done)} already done of {len(plan.runs)} planned: nothing to do")
@@ -248,6 +257,11 @@ def status_text(results_dir: Path) -> str:
 
     sweep, status = _read_json(results_dir / "sweep.json"), _read_json(results_dir / "status.json")
     runs = read_runs(results_dir)
+    planned_ids = sweep.get("run_ids")
+    stale = 0
+    if planned_ids is not None and len(runs):
+        current = runs["run_id"].isin(set(planned_ids))
+        stale, runs = int((~current).sum()), runs[current]
     counts: dict[str, Counter] = {}
     for arm, st in zip(runs.get("arm", []), runs.get("status", []), strict=False):
         counts.setdefault(arm, Counter())[st] += 1
@@ -279,6 +293,8 @@ def status_text(results_dir: Path) -> str:
         lines.append(f"  {r['run_id']} ({r['arm']}) on node {node}, attempt {r['attempt']}, {step}{loss}")
     if status.get("decided"):
         lines.append(f"decided: {status['decided']}")
+    if stale:
+        lines.append(f"not counted: {stale} run(s) of an earlier plan (another version of the code or spec)")
     return "\n".join(lines)
 
 

@@ -104,3 +104,20 @@ def test_kind_inferred_without_sweep_json(tmp_path):
     md = write_report(root)["md"].read_text()
     assert "## A/B summary" in md and "record rule: skipped" in md  # no sweep.json: no known target
     assert "# Report: fixture" in md  # the name comes from the runs' sweep column
+
+
+def test_runs_of_an_earlier_plan_are_kept_but_left_out(tmp_path):
+    import json
+
+    root = make_ab_results(tmp_path / "ab")
+    sweep = json.loads((root / "sweep.json").read_text())
+    current = sorted(p.stem for p in (root / "runs").glob("*.parquet"))
+    (root / "sweep.json").write_text(json.dumps({**sweep, "run_ids": current}))
+    before = write_report(root)["md"].read_text()
+    # a run from an older trainer (another run id) with an absurd time: it must not move any number
+    store.write_run(root, run_row("old001", "candidate", loss=9.0, time_ms=999_000, when=9), {})
+    after = write_report(root)["md"].read_text()
+    note = "1 run(s) of an earlier plan (another version of the code or spec) are kept in runs/"
+    assert note in after
+    assert "\n".join(line for line in after.splitlines() if note not in line) + "\n" == before
+    assert (root / "runs" / "old001.parquet").exists()  # nothing is deleted

@@ -6,8 +6,10 @@ import json
 import sys
 import textwrap
 
+import pyarrow.parquet as pq
 import pytest
 
+from analysis import store
 from orchestrator.cli import build_parser, main
 from orchestrator.driver import ResultsLock
 from tests.orchestrator.helpers import FAKE_JOB
@@ -108,6 +110,20 @@ def test_run_resume_refuse_changed_spec_and_status(tmp_path, capsys):
     # resubmitting the same spec runs nothing; a changed one is refused unless forced
     assert main(argv) == 0
     assert "0 run(s) to run, 4 already done of 4 planned" in capsys.readouterr().out
+    assert sorted(sweep["run_ids"]) == sorted(p.stem for p in (results / "runs").glob("*.parquet"))
+
+    # a run left by an earlier version of a script (another run id) is kept, said, and not counted
+    table = pq.read_table(results / "runs" / f"{sweep['run_ids'][0]}.parquet")
+    old = table.to_pylist()[0]
+    kinds = {"int64": "int", "double": "float", "bool": "bool"}
+    knobs = {f.name[5:]: kinds.get(str(f.type), "str") for f in table.schema if f.name.startswith("knob_")}
+    store.write_run(results, {**old, "run_id": "0123456789abcdef"}, knobs)
+    assert main(argv) == 0
+    assert "note: 1 finished run(s) in" in capsys.readouterr().out
+    assert main(["status", str(results)]) == 0
+    status = capsys.readouterr().out
+    assert "not counted: 1 run(s) of an earlier plan" in status
+    assert "base                           2    2" in status
     write_spec(tmp_path, steps=3)
     assert main(argv) == 2
     err = capsys.readouterr().err
