@@ -168,7 +168,9 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    # width=inf: YAML would wrap a long value onto several lines, and an error is one line
+    text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"))
+    return " ".join(text.strip().removesuffix("...").split())
 
 
 def _mapping(ctx: _Ctx, value: Any, path: str, allowed: tuple[str, ...] | None = None) -> dict:

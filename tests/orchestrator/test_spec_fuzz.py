@@ -78,3 +78,10 @@ def test_a_python_object_tag_is_not_executed(tmp_path):
         assert "\n" not in str(e)
     assert not (tmp_path / "pwned").exists() and not __import__("os").path.exists("pwned")
     assert yaml.safe_load("a: 1") == {"a": 1}
+
+
+def test_a_long_unprintable_name_is_reported_on_one_line():
+    """Found by the fuzzer: YAML wrapped long escaped values onto two lines of the error."""
+    bad = "0" + "\x1f" * 4 + "\x06" * 2 + "\x7f" * 4 + "\U00010000" * 4 + "0"
+    result = _parse({"name": bad})
+    assert isinstance(result, SpecError) and "\n" not in str(result) and "is not a safe name" in str(result)
