@@ -10,8 +10,13 @@ ratios into --out (e.g. benchmarks/results/h200.json).
         --data-dir /tmp/shards --upstream .upstream/pr117_train_gpt.py \
         --variant base: --variant mlp0:mlp_off=[0] --warm base: --out benchmarks/results/h200.json
 
-Each variant compiles into its own fresh cache folder (a cold start); `--warm NAME` repeats
-that variant with the cache it left behind (a warm start).
+Order: the variants, then upstream, then the `--warm` repeats, then the `--profile` run. Each
+variant compiles into its own fresh cache folder (a cold start) unless `--shared-cache` puts all
+runs in one folder (the first variant is then the cold start, later variants start as a new
+variant on a warm machine, which saves GPU time); `--warm NAME` repeats that variant with the
+cache it left behind (a warm start). A base run repeated after upstream brackets upstream in
+time: `ours_step_ms` is the mean of our base runs, so a drift of the GPU during the chain cancels.
+`--profile NAME` runs that variant once more with the trainer's `--profile` (a per-kernel table).
 """
 
 from __future__ import annotations
@@ -146,6 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         help="NAME:KNOB=VALUE,... run again on the cache its cold run left (a warm start)",
     )
     ap.add_argument("--upstream", type=Path, help="upstream record script to compare with")
+    ap.add_argument(
+        "--shared-cache",
+        action="store_true",
+        help="one compile cache for every run (only the first variant starts cold)",
+    )
+    ap.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="after the timed runs, run variant NAME once more with a per-kernel profile",
+    )
     ap.add_argument("--nproc", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ablate-bench"))
     ap.add_argument("--out", type=Path, help="write the comparison JSON here")
@@ -163,7 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     results: dict[str, Measured] = {}
 
+    fresh_done: set[str] = set()
+
     def env_for(cache_key: str, fresh: bool) -> dict[str, str]:
+        if args.shared_cache:
+            cache_key, fresh = "shared", "shared" not in fresh_done
+            fresh_done.add("shared")
         cache = args.workdir / f"cache-{cache_key}"
         if fresh and cache.exists():
             shutil.rmtree(cache)
@@ -172,10 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         env["TRITON_CACHE_DIR"] = str(cache / "triton")
         return env
 
-    for spec in args.variant + [f"{w}@warm" for w in args.warm]:
-        warm = spec.endswith("@warm")
-        name, _, sets_text = spec.removesuffix("@warm").partition(":")
-        sets = [s for s in re.split(r",(?![^\[]*\])", sets_text) if s]
+    def parse_variant(spec: str) -> tuple[str, list[str]]:
+        name, _, sets_text = spec.partition(":")
+        return name, [s for s in re.split(r",(?![^\[]*\])", sets_text) if s]
+
+    def ours(spec: str, warm: bool, profile: Path | None = None) -> None:
+        name, sets = parse_variant(spec)
         cmd = [
             *torchrun,
             "-m",
@@ -190,13 +212,23 @@ def main(argv: list[str] | None = None) -> int:
         for s in sets:
             cmd += ["--set", s]
         label = f"{name}-warm" if warm else name
+        if profile is not None:
+            cmd += ["--profile", str(profile)]
+            label = f"{name}-profile"
         text, wall, code = run_once(
-            label, cmd, env_for(name, fresh=not warm), Path.cwd(), args.workdir / f"{label}.log"
+            label,
+            cmd,
+            env_for(name, fresh=not warm and profile is None),
+            Path.cwd(),
+            args.workdir / f"{label}.log",
         )
         flops = model_flops_per_token(args.preset, sets)
         results[label] = measure(label, text, wall, code, flops[0], flops[1], peak)
         if args.out:  # after every run, so a cut-off chain keeps what it measured
             write_summary(args, gpu, results)
+
+    for spec in args.variant:
+        ours(spec, warm=False)
 
     if args.upstream:
         script = upstream_copy(args.upstream.resolve(), args.steps, args.workdir)
@@ -214,6 +246,16 @@ def main(argv: list[str] | None = None) -> int:
         results["upstream"] = measure("upstream", text, wall, code, flops[0], flops[1], peak)
         if args.out:
             write_summary(args, gpu, results)
+
+    for spec in args.warm:
+        ours(spec, warm=True)
+
+    if args.profile:
+        spec = next((v for v in args.variant if parse_variant(v)[0] == args.profile), None)
+        if spec is None:
+            sys.exit(f"trainer_speed: --profile {args.profile}: no --variant of that name")
+        ours(spec, warm=True, profile=args.workdir / f"{args.profile}.profile.txt")
+        print(f"per-kernel profile: {args.workdir / f'{args.profile}.profile.txt'}")
 
     print(f"\nGPU: {gpu}   preset: {args.preset}   steps: {args.steps}")
     print(
@@ -239,6 +281,8 @@ def write_summary(args: argparse.Namespace, gpu: str, results: dict[str, Measure
     up, base = results.get("upstream"), results.get("base")
     mlp0, warm = results.get("mlp0"), results.get("base-warm")
     ratio = lambda a, b: round(a / b, 4) if (a and b) else None
+    base_steps = [m.step_ms for m in (base, warm) if m and m.step_ms]
+    ours_ms = round(sum(base_steps) / len(base_steps), 2) if base_steps else None
     summary = {
         "gpu": gpu,
         "torch": torch.__version__,
@@ -246,10 +290,12 @@ def write_summary(args: argparse.Namespace, gpu: str, results: dict[str, Measure
         "steps": args.steps,
         "preset": args.preset,
         "upstream_step_ms": up and up.step_ms,
-        "ours_step_ms": base and base.step_ms,
-        "ratio_ours_over_upstream": ratio(base and base.step_ms, up and up.step_ms),
+        "ours_step_ms": ours_ms,
+        "ours_step_ms_runs": base_steps,
+        "ratio_ours_over_upstream": ratio(ours_ms, up and up.step_ms),
         "ours_mlp0_step_ms": mlp0 and mlp0.step_ms,
-        "mlp0_ratio": ratio(mlp0 and mlp0.step_ms, base and base.step_ms),
+        "mlp0_ratio": ratio(mlp0 and mlp0.step_ms, ours_ms),
+        "shared_cache": args.shared_cache,
         "upstream_peak_mib": up and up.peak_mib,
         "ours_peak_mib": base and base.peak_mib,
         "upstream_val_loss": up and up.val_loss,

@@ -68,6 +68,13 @@ def build_parser(presets: list[str], default: str) -> argparse.ArgumentParser:
     p.add_argument("--run-id", default=None, help="names the log files in --log-dir")
     p.add_argument("--log-dir", type=Path, default=None, help="where ID.txt and ID.metrics.jsonl go")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="profile a few training steps and write a per-kernel time table to FILE (slows them)",
+    )
     p.add_argument("--list-knobs", action="store_true", help="print every knob and exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     return p
@@ -116,7 +123,11 @@ def run_cli(argv: list[str]) -> int:
         if args.log_dir is not None and args.run_id is None:
             raise UsageError("--log-dir needs --run-id ID (the log files are named ID.txt, ID.metrics.jsonl)")
         opts = RunOptions(
-            data_dir=_data_dir(args), run_id=args.run_id, log_dir=args.log_dir, device=args.device
+            data_dir=_data_dir(args),
+            run_id=args.run_id,
+            log_dir=args.log_dir,
+            device=args.device,
+            profile=args.profile,
         )
         return train(cfg, opts)
     except (ConfigError, DataError, UsageError) as e:

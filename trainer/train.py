@@ -48,6 +48,7 @@ class RunOptions:
     run_id: str | None = None
     log_dir: Path | None = None
     device: str = "auto"  # auto | cpu | cuda
+    profile: Path | None = None  # write a per-kernel table of a few timed steps here (rank 0)
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,7 @@ class Run:
     # where the wall time outside train_time went (end event): compile warm-up, validation
     untimed_ms: dict[str, float] = field(default_factory=lambda: {"warmup_ms": 0.0, "val_ms": 0.0})
     window_args: dict[int, object] = field(default_factory=dict)
+    profile: Path | None = None
 
 
 def _train_batches(run: Run) -> data_mod.DistributedBatches:
@@ -426,6 +428,7 @@ def _setup(cfg: TrainConfig, opts: RunOptions, env: DistEnv) -> Run:
         val_pattern=str(opts.data_dir / "*val*.bin"),
         log=log,
         compiled=compiled,
+        profile=opts.profile if env.master else None,
     )
 
 
@@ -444,7 +447,10 @@ def _steps(run: Run, batches: data_mod.DistributedBatches) -> int:
     train_ms = 0.0
     _sync(env.device)
     t0 = time.perf_counter()
+    prof = StepProfiler(run.profile, cfg.steps, env.device) if run.profile else None
     for step in range(cfg.steps + 1):
+        if prof is not None:
+            prof.at(step)
         if is_val_step(step, cfg):
             _sync(env.device)  # stop the clock
             val_start = time.perf_counter()
@@ -470,6 +476,46 @@ def _steps(run: Run, batches: data_mod.DistributedBatches) -> int:
             return _diverged(run, bad, train_ms + 1000 * (time.perf_counter() - t0))
     _finish(run, "ok", train_ms, cfg.steps)
     return EXIT_OK
+
+
+PROFILE_STEPS = 5
+
+
+class StepProfiler:
+    """``--profile FILE``: torch.profiler over PROFILE_STEPS training steps a little past the start
+    (or as many as a short run has), then a per-kernel table of device and host time into FILE.
+    The profiled steps run a little slower; use a separate run for timing."""
+
+    def __init__(self, path: Path, steps: int, device: torch.device) -> None:
+        self.path, self.device = path, device
+        self.start = min(10, max(steps - PROFILE_STEPS, 0) // 2 + 1)
+        self.stop = min(self.start + PROFILE_STEPS, steps)
+        self.prof = None
+
+    def at(self, step: int) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        if step == self.start and self.prof is None and self.stop > self.start:
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
+            self.prof = profile(activities=acts)
+            self.prof.__enter__()
+        elif step == self.stop and self.prof is not None:
+            _sync(self.device)
+            self.prof.__exit__(None, None, None)
+            self.write()
+
+    def write(self) -> None:
+        n = self.stop - self.start
+        sort = "self_cuda_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
+        events = self.prof.key_averages()
+        lines = [
+            f"# torch.profiler over training steps {self.start + 1}-{self.stop} ({n} steps), "
+            f"sorted by {sort}; divide totals by {n} for per-step figures",
+            events.table(sort_by=sort, row_limit=60, max_name_column_width=90),
+        ]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("\n".join(lines) + "\n")
+        self.prof = None
 
 
 def _diverged(run: Run, step: int, train_ms: float) -> int:

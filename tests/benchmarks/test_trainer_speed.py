@@ -9,6 +9,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture
+def tiny_data_dir():
+    from trainer.data import ensure_synth
+
+    return Path(ensure_synth())
+
+
 @pytest.fixture(scope="module")
 def bench():
     spec = importlib.util.spec_from_file_location("trainer_speed", ROOT / "benchmarks" / "trainer_speed.py")
@@ -61,3 +68,36 @@ def test_flops_per_token_counts_the_matrices_the_seed_removes(bench):
     mlp0, _ = bench.model_flops_per_token("pr117", ["mlp_off=[0]"])
     assert tokens == 393216
     assert base - mlp0 == 6 * 2 * 768 * 3072
+
+
+FAKE_UPSTREAM = '''import os
+num_iterations = 1695
+for s in range(1, num_iterations + 1):
+    print(f"step:{s}/{num_iterations} train_time:{100 * s}ms step_avg:100.00ms")
+print(f"step:{num_iterations}/{num_iterations} val_loss:6.5000 train_time:{100 * num_iterations}ms step_avg:100.00ms")
+print("peak memory allocated: 1000 MiB reserved: 1200 MiB")
+assert os.path.isdir("data/fineweb10B"), "upstream reads its shards from data/fineweb10B"
+'''
+
+
+def test_the_whole_chain_on_cpu_in_its_documented_order(bench, tmp_path, tiny_data_dir):
+    """Variants, then upstream, then warm repeats, then the profile run; one shared cache; the
+    summary's ours_step_ms is the mean of the base runs that bracket upstream."""
+    up = tmp_path / "up.py"
+    up.write_text(FAKE_UPSTREAM)
+    out = tmp_path / "h.json"
+    args = ["--preset", "tiny", "--steps", "3", "--data-dir", str(tiny_data_dir), "--shared-cache"]
+    args += ["--variant", "base:", "--variant", "mlp0:mlp_off=[0]", "--warm", "base:", "--upstream", str(up)]
+    args += ["--profile", "base", "--workdir", str(tmp_path / "w"), "--out", str(out)]
+    assert bench.main(args) == 0
+    summary = __import__("json").loads(out.read_text())
+    assert list(summary["runs"]) == ["base", "mlp0", "upstream", "base-warm", "base-profile"]
+    assert summary["upstream_step_ms"] == 100.0 and summary["upstream_peak_mib"] == 1000
+    runs = summary["runs"]
+    base_ms = [runs["base"]["step_ms"], runs["base-warm"]["step_ms"]]
+    assert summary["ours_step_ms"] == pytest.approx(sum(base_ms) / 2, abs=0.01)
+    assert summary["ratio_ours_over_upstream"] == pytest.approx(summary["ours_step_ms"] / 100, rel=1e-3)
+    assert summary["shared_cache"] is True and summary["steps"] == 3
+    assert all(r["exit_code"] == 0 for r in runs.values())
+    assert "per-step figures" in (tmp_path / "w" / "base.profile.txt").read_text()
+    assert sorted(p.name for p in (tmp_path / "w").glob("cache-*")) == ["cache-shared"]
