@@ -200,6 +200,15 @@ def _missing(plan, results_dir: Path) -> int:
 
 def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide):
     """Start or join Ray, run the driver, always shut down what we started."""
+    import importlib.util
+
+    from orchestrator.cli import UserError
+
+    if importlib.util.find_spec("ray") is None:
+        raise UserError(
+            "ablate run needs Ray, which this Python cannot import: pip install 'ray>=2.40' "
+            "(on a GPU machine without it, source the slim bundle first: see docs/gpu.md)"
+        )
     from orchestrator.executor import BlockContext, RayExecutor
     from orchestrator.progress import make_progress
 

@@ -73,6 +73,18 @@ def test_bad_max_parallel_and_busy_folder(tmp_path, capsys):
     assert "is in use by another ablate run" in capsys.readouterr().err
 
 
+def test_run_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
+    """The GPU machines have no Ray unless the bundle is on the path: say so, no traceback."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    results = tmp_path / "r"
+    assert main(["run", str(write_spec(tmp_path)), "--results", str(results), "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ablate: error: ablate run needs Ray") and err.count("\n") == 1
+
+
 def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     results = tmp_path / "r"
     assert main(["run", str(write_spec(tmp_path)), "--dry-run", "--results", str(results)]) == 0
