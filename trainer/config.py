@@ -438,6 +438,8 @@ def _as_bool(knob: Knob, value: Any) -> bool:
 
 
 def _as_str(knob: Knob, value: Any, where: str = "") -> str:
+    if isinstance(value, bool) and knob.choices is not None and {"on", "off"} <= set(knob.choices):
+        value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
     if not isinstance(value, str) or (knob.choices is not None and value not in knob.choices):
         allowed = ", ".join(map(str, knob.choices)) if knob.choices else "a string"
         raise _fail(knob.name, f"{where}{_describe(value)} is not one of: {allowed}")

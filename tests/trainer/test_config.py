@@ -213,3 +213,11 @@ def test_config_module_does_not_import_torch():
     code = "import sys, trainer.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_on_off_knobs_take_yaml_booleans_as_written():
+    """`--set compile=on` reaches the parser as YAML 1.1's true; it means "on", not an error."""
+    cfg = resolve("tiny", parse_set(["compile=on", "fp8_head=off"]))
+    assert (cfg.compile, cfg.fp8_head) == ("on", "off")
+    with pytest.raises(ConfigError, match="attn_impl: true is not one of"):
+        resolve("tiny", parse_set(["attn_impl=on"]))
