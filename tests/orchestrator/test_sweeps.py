@@ -23,7 +23,7 @@ RUN_COUNTS = {
     "record_ab.yaml": (10 + 10, 3 + 3),
     "speedrun_ab.yaml": (4 + 4, 2 + 2),
     "h200_ab.yaml": (4 + 4, 2 + 2),
-    "h200_drop_one_mlp.yaml": (1 + 3, 1 + 3),
+    "h200_drop_one_mlp.yaml": (1 + 2, 1 + 2),
 }
 # GPUs per run and the target, where a sweep is not an 8-GPU FineWeb sweep: the H200 sweeps run one GPU
 # per run on synthetic shards (no target); the demo is CPU-only.
