@@ -2,12 +2,11 @@
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import torch
-import torch.multiprocessing as mp
 
+from tests.trainer.gloo import exit_now, spawn_on_free_port
 from trainer.config import grad_accum_for, resolve
 from trainer.data import ensure_synth
 from trainer.train import RunOptions, train
@@ -17,12 +16,6 @@ OVERRIDES = {"steps": 4, "val_every": 2, "val_tokens": 2048, "seed": 5}
 # The global gradient is the same mean over the same four micro-batches; only the order of float
 # additions (and bf16 rounding inside Newton-Schulz that it can flip) differs.
 TOLERANCE = 2e-4  # measured: 1e-5 relative over 4 steps and 3 validations
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, port: int, data_dir: str, log_dir: str) -> None:
@@ -37,6 +30,7 @@ def _worker(rank: int, port: int, data_dir: str, log_dir: str) -> None:
     code = train(resolve("tiny", OVERRIDES), RunOptions(Path(data_dir), "two", Path(log_dir), "cpu"))
     if code != 0:
         raise SystemExit(code)
+    exit_now()
 
 
 def _losses(path: Path) -> tuple[list[float], list[float]]:
@@ -51,7 +45,7 @@ def test_two_gloo_processes_match_one_process_with_accumulation(tmp_path):
     cfg = resolve("tiny", OVERRIDES)
     assert grad_accum_for(cfg, 1) == 4 and grad_accum_for(cfg, 2) == 2
     data_dir = Path(ensure_synth())
-    mp.spawn(_worker, args=(_free_port(), str(data_dir), str(tmp_path)), nprocs=2, join=True)
+    spawn_on_free_port(_worker, (str(data_dir), str(tmp_path)))
     two_train, two_val = _losses(tmp_path / "two.metrics.jsonl")
 
     torch.set_num_threads(1)

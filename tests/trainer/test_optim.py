@@ -1,13 +1,12 @@
 """Muon (Newton–Schulz) and the sharded Adam: numerics on one process, sharding on two gloo ranks."""
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from tests.trainer.gloo import exit_now, spawn_on_free_port
 from trainer.optim import DistAdam, Muon, newton_schulz
 
 torch.set_num_threads(1)
@@ -130,12 +129,6 @@ def test_optimizer_state_dict_round_trip_restores_initial_behaviour():
 # ----------------------------------------------------------------------------- two gloo ranks
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _shapes():
     # three same-shape matrices (uneven over 2 ranks), one tall, one odd-sized vector for Adam
     return [(8, 12), (8, 12), (8, 12), (20, 6)], [(5, 3), (7,)]
@@ -168,13 +161,15 @@ def _worker(rank: int, port: int, out_path: str) -> None:
         result = _run_optimizers(2, rank)
         if rank == 0:
             torch.save(result, out_path)
+        dist.barrier()  # neither rank tears gloo down while the other still uses it
     finally:
         dist.destroy_process_group()
+    exit_now()
 
 
 def test_two_gloo_ranks_match_one_process(tmp_path):
     out = tmp_path / "two.pt"
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
+    spawn_on_free_port(_worker, (str(out),))
     two = torch.load(out)
     one = _run_optimizers(1, 0)
     for a, b in zip(one, two, strict=True):
