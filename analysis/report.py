@@ -129,24 +129,42 @@ def _as_list(v):
     return list(v) if isinstance(v, list) else None
 
 
+OVERHEAD_PHASES = {
+    "cold": "cold: empty compile cache",
+    "seeded": "seeded: cache restored from another node",
+    "new_config": "new config on a warm cache",
+    "warm": "warm: config compiled on this node before",
+}
+
+
 def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """startup_s = wall_s − train time, first run of a config on a node (cold) vs later ones (warm)."""
+    """startup_s = wall_s − train time, by what the run's compile cache held when it started.
+
+    The executor records the node cache's state before a run (cold / seeded / warm); a run that is
+    the first of its config (arm and knobs, not the seed) on its node with a warm cache still
+    compiles its own graphs, so it is told apart from a config the node compiled before.
+    """
     df = run_order(runs)
     startup = df["startup_s"] if "startup_s" in df else pd.Series(np.nan, index=df.index)
     startup = startup.fillna(df["wall_s"] - df["train_time_ms"] / 1000.0)
     node = df["node_id"].fillna(df["hostname"]).fillna("?").astype(str)
-    # A config = what was run (arm, params, command): its first run on a node compiles from scratch.
-    config = df["arm"].astype(str) + "|" + df["params"].astype(str) + "|" + df["command"].astype(str)
+    config = df["arm"].astype(str) + "|" + df["params"].astype(str)
+    if "command" in df and df["params"].isna().all():  # script arms: the command is the config
+        config = config + "|" + df["command"].astype(str).str.replace(r"--seed\S*\s*\S+", "", regex=True)
     first = ~pd.DataFrame({"config": config, "node": node}).duplicated()
     cache = df["compile_cache"] if "compile_cache" in df else pd.Series(None, index=df.index)
-    phase = cache.where(cache.notna(), np.where(first, "cold", "warm"))
-    out = pd.DataFrame({"phase": phase.astype(str), "startup_s": startup}).dropna()
+    inferred = pd.Series(np.where(first, "cold", "warm"), index=df.index)
+    state = cache.where(cache.notna(), inferred).astype(str)
+    state = state.where(~((state == "warm") & first), "new_config")
+    out = pd.DataFrame({"state": state, "startup_s": startup}).dropna()
+    out = out[out["state"].isin(list(OVERHEAD_PHASES))]
     if out.empty:
         return pd.DataFrame(columns=["phase", "runs", "mean_startup_s", "max_startup_s"])
-    g = out.groupby("phase")["startup_s"]
-    return pd.DataFrame(
-        {"runs": g.size(), "mean_startup_s": g.mean(), "max_startup_s": g.max()}
-    ).reset_index()
+    g = out.groupby("state")["startup_s"]
+    table = pd.DataFrame({"runs": g.size(), "mean_startup_s": g.mean(), "max_startup_s": g.max()})
+    table = table.reindex([k for k in OVERHEAD_PHASES if k in table.index])
+    table.insert(0, "phase", [OVERHEAD_PHASES[k] for k in table.index])
+    return table.reset_index(drop=True)
 
 
 def provenance(runs: pd.DataFrame) -> list[str]:

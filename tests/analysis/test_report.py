@@ -76,10 +76,28 @@ def test_layer_points_from_label_column(tmp_path):
 def test_overhead_cold_then_warm(tmp_path):
     runs = store.read_runs(make_ab_results(tmp_path / "ab"))
     table = overhead_table(runs).set_index("phase")
-    # first run of each arm on each node is cold: 2 arms x 2 nodes
-    assert table.at["cold", "runs"] == 4 and table.at["warm", "runs"] == 4
+    # no cache state recorded: the first run of each arm on each node counts as cold (2 arms x 2 nodes)
+    assert table.at["cold: empty compile cache", "runs"] == 4
+    assert table.at["warm: config compiled on this node before", "runs"] == 4
     runs["compile_cache"] = "seeded"
-    assert overhead_table(runs)["phase"].tolist() == ["seeded"]
+    assert overhead_table(runs)["phase"].tolist() == ["seeded: cache restored from another node"]
+
+
+def test_overhead_tells_a_new_config_on_a_warm_cache_from_a_warm_config(tmp_path):
+    """What the executor recorded (the node cache's state) refined by config: on one node, the
+    first run compiles cold; the other arm's first run finds a warm cache but compiles its own graphs."""
+    runs = store.read_runs(make_ab_results(tmp_path / "ab"))
+    runs = runs[runs["node_id"] == runs["node_id"].iloc[0]].copy()
+    runs["compile_cache"] = "warm"
+    first = runs.sort_values("order_index").index[0]
+    runs.loc[first, "compile_cache"] = "cold"
+    table = overhead_table(runs).set_index("phase")["runs"].to_dict()
+    n = len(runs)
+    assert table == {
+        "cold: empty compile cache": 1,
+        "new config on a warm cache": 1,
+        "warm: config compiled on this node before": n - 2,
+    }
 
 
 def test_report_without_target_skips_the_record_rule(tmp_path):
