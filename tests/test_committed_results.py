@@ -1,0 +1,81 @@
+"""The results committed from the GPU machine still read with today's code and hold what the README
+and the closing notes quote from them (so they never drift from the code unnoticed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from analysis import store
+from analysis.report import overhead_table
+from orchestrator.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_RESULTS = sorted(p for p in (ROOT / "results").glob("h200-*") if p.is_dir())
+SPEED_KEYS = [
+    "gpu",
+    "torch",
+    "date",
+    "steps",
+    "upstream_step_ms",
+    "ours_step_ms",
+    "ratio_ours_over_upstream",
+    "ours_mlp0_step_ms",
+    "mlp0_ratio",
+    "upstream_peak_mib",
+    "ours_peak_mib",
+    "upstream_val_loss",
+    "ours_val_loss",
+    "cold_startup_s",
+    "warm_startup_s",
+]
+
+
+def test_trainer_speed_summary_has_every_key_and_consistent_ratios():
+    summary = json.loads((ROOT / "benchmarks" / "results" / "h200.json").read_text())
+    assert set(SPEED_KEYS) <= set(summary), set(SPEED_KEYS) - set(summary)
+    assert "H200" in summary["gpu"] and summary["steps"] == 80 and summary["preset"] == "pr117"
+    runs = summary["runs"]
+    assert all(r["exit_code"] == 0 for r in runs.values())
+    base = [runs["base"]["step_ms"], runs["base-warm"]["step_ms"]]
+    assert summary["ours_step_ms"] == pytest.approx(sum(base) / 2, abs=0.01)
+    assert summary["ratio_ours_over_upstream"] == pytest.approx(
+        summary["ours_step_ms"] / summary["upstream_step_ms"], abs=1e-4
+    )
+    assert summary["mlp0_ratio"] == pytest.approx(
+        summary["ours_mlp0_step_ms"] / summary["ours_step_ms"], abs=1e-4
+    )
+    assert summary["ratio_ours_over_upstream"] <= 1.03  # issue 6's bar
+    assert summary["ours_peak_mib"] <= 1.10 * summary["upstream_peak_mib"]
+    assert abs(summary["ours_val_loss"] - summary["upstream_val_loss"]) <= 0.02
+    assert summary["warm_startup_s"] < summary["cold_startup_s"]
+
+
+@pytest.mark.parametrize("folder", GPU_RESULTS, ids=lambda p: p.name)
+def test_committed_gpu_results_read_with_todays_code(folder):
+    sweep = store.read_sweep(folder)
+    spec = load_spec(folder / "spec.yaml")
+    assert spec.name == sweep["name"]
+    runs = store.read_runs(folder)
+    assert len(runs) == len(sweep["run_ids"]) and set(runs["run_id"]) == set(sweep["run_ids"])
+    assert (runs["status"] == "ok").all() and (runs["schema_version"] == store.SCHEMA_VERSION).all()
+    assert runs["gpu_name"].str.contains("H200").all() and (runs["gpus"] == spec.resources.gpus_per_run).all()
+    assert runs["final_val_loss"].between(1.0, 11.0).all() and (runs["train_time_ms"] > 0).all()
+    schema = pq.read_schema(next((folder / "runs").glob("*.parquet")))
+    fixed = [name for name, _ in store.BASE_FIELDS + store.TAIL_FIELDS]
+    assert [n for n in schema.names if not n.startswith("knob_")] == fixed  # columns and their order
+    steps = store.read_steps(folder)
+    assert set(steps["run_id"]) == set(runs["run_id"])
+    assert steps.groupby("run_id")["val_loss"].count().min() >= 2  # first and last validation
+    phases = set(overhead_table(runs)["phase"])
+    assert any(p.startswith("cold") for p in phases)  # the first run on the machine compiled
+    for name in ("report.md", "report.html"):
+        assert (folder / name).stat().st_size > 0
+    assert list((folder / "figures").glob("*.png"))
+    md = (folder / "report.md").read_text()
+    assert sweep["name"] in md and "NVIDIA H200" in md
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < 4 << 20, f"{folder.name} is {size / 2**20:.1f} MiB; trim its logs (compact results)"
