@@ -372,9 +372,36 @@ def _drain(run: Run, tracker: LossTracker, flush: bool = False) -> int | None:
     return None
 
 
+def compile_stats() -> dict[str, float | int]:
+    """Where a start-up's compile time went (this process): torch.compile's own timers, seconds."""
+    from torch._dynamo.utils import compile_times, counters
+
+    names, values = compile_times(repr="csv")
+    pairs = zip(names, values, strict=True)
+    timers = {n: [float(x) for x in str(v).split(",") if x.strip()] for n, v in pairs}
+    pick = {
+        "compile_s": "_compile.compile_inner",  # everything torch.compile did (tracing + backend)
+        "backend_s": "OutputGraph.call_user_compiler",  # AOT autograd + inductor, cache hits included
+        "inductor_s": "compile_fx_inner",  # inductor proper (codegen, Triton compile, autotune)
+    }
+    out: dict[str, float | int] = {k: round(sum(timers[v]), 2) for k, v in pick.items() if v in timers}
+    out["frames"] = len(timers.get("_compile.compile_inner", []))  # compiled frames, recompiles included
+    out["graphs"] = int(counters["stats"].get("unique_graphs", 0))
+    return out
+
+
 def _finish(run: Run, status: str, train_ms: float, steps: int) -> None:
     allocated, reserved = peak_memory_mib(run.env.device)
     run.log.line(memory_line(allocated, reserved))
+    extra: dict[str, object] = {}
+    if run.compiled:
+        stats = compile_stats()
+        extra["compile"] = stats
+        run.log.line(
+            "compile: "
+            + " ".join(f"{k}:{v}" for k, v in stats.items())
+            + f" warmup_ms:{run.untimed_ms['warmup_ms']:.0f} val_ms:{run.untimed_ms['val_ms']:.0f}"
+        )
     run.log.event(
         "end",
         status=status,
@@ -383,6 +410,7 @@ def _finish(run: Run, status: str, train_ms: float, steps: int) -> None:
         train_time_ms=train_ms,
         steps=steps,
         **run.untimed_ms,
+        **extra,
     )
 
 

@@ -94,3 +94,15 @@ def test_warm_up_restores_initial_state_exactly(tmp_path):
     plain = _losses(_run(tmp_path, "plain", seed=4, warmup_steps=0))
     warmed = _losses(_run(tmp_path, "warm", seed=4, warmup_steps=3))
     assert plain == warmed
+
+
+def test_compile_stats_say_where_start_up_went():
+    """The compiled run's end event and last log line carry torch.compile's own timers."""
+    from trainer.train import compile_stats
+
+    before = compile_stats().get("frames", 0)
+    f = torch.compile(lambda x: (x * 2).sin().sum(), backend="eager")
+    f(torch.ones(3))
+    f(torch.ones(3, 2))  # another shape: a recompile, another frame
+    stats = compile_stats()
+    assert stats["compile_s"] > 0 and stats["frames"] >= before + 2 and stats["graphs"] >= 1
