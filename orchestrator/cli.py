@@ -18,6 +18,14 @@ class UserError(Exception):
     """A mistake in what the user asked for: printed as one line, exit code 2, no traceback."""
 
 
+def one_line(text: str) -> str:
+    """``text`` with every unprintable character escaped (``\\n``, ``\\x1b``, ``\\u2028``): a key or file
+    name from a spec can hold line breaks or terminal escapes, and an error is one printable line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     """Forwards to the trainer's data tools (`python -m trainer.data ...`)."""
     return subprocess.call([sys.executable, "-m", "trainer.data", *args.data_args])
@@ -58,11 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UserError as e:
-        print(f"ablate: error: {e}", file=sys.stderr)
-        return 2
-    except InputError as e:
-        print(f"ablate: error: {e}", file=sys.stderr)
+    except (UserError, InputError) as e:
+        print(f"ablate: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ablate: interrupted", file=sys.stderr)

@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions, atomic_write_text
+from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions, atomic_write_text, storage_error
 
 DEFAULT_RESULTS_ROOT = Path("results")
 
@@ -170,7 +170,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     decide = _decider(plan) if args.until_decided else None
     with ResultsLock(results_dir):
         _check_stored_spec(results_dir, spec, args.force_spec_change)
-        _write_sweep_files(results_dir, Path(args.spec), plan)
+        try:
+            _write_sweep_files(results_dir, Path(args.spec), plan)
+        except OSError as e:
+            raise storage_error(e, results_dir) or e from None
         state = _execute(args, spec, plan, results_dir, decide) if _missing(plan, results_dir) else None
         if not args.no_report:
             from analysis.report import write_report

@@ -7,6 +7,7 @@ send rows, steps and log text back as events and only the driver writes, through
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -23,6 +24,7 @@ from typing import Any
 from orchestrator.executor import BlockContext, Executor, Job, with_seed
 from orchestrator.launch import identity_row
 from orchestrator.runspec import Block, Plan, RunSpec
+from orchestrator.version import ablate_version
 
 
 def _user_error(msg: str) -> Exception:
@@ -35,9 +37,33 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write under a name starting with '.', then rename: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
+"""Errors of the results folder's file system (full, read-only, no permission): not bugs, one line each."""
+
+
+def storage_error(e: OSError, results_dir: Path) -> Exception | None:
+    """The one-line UserError for a file-system error writing `results_dir`, or None for other errors."""
+    if e.errno not in STORAGE_ERRNOS:
+        return None
+    what = e.strerror or str(e)
+    where = f" ({e.filename})" if e.filename else ""
+    return _user_error(
+        f"cannot write to {results_dir}: {what}{where}; the sweep stopped. Runs that finished are kept, the "
+        "ones running were stopped: fix the disk (free space, permissions) and run the same command again "
+        "to resume"
+    )
 
 
 class ResultsLock:
@@ -153,7 +179,7 @@ def complete_row(row: dict, run: RunSpec, plan: Plan) -> dict:
         out[f"knob_{name}"] = value
     out.setdefault("sweep", plan.name)
     out.setdefault("label", json.dumps(run.label, sort_keys=True) if run.label else None)
-    out["ablate_version"] = _version("ablate")
+    out["ablate_version"] = ablate_version()
     if not out.get("torch_version"):
         out["torch_version"] = _version("torch")
     return out
@@ -208,17 +234,33 @@ class SweepDriver:
         """Until every block has ended (or the test decided): fill the cluster, handle events."""
         self._check_fits()
         self._emit("sweep_start")
+        ended = False
         try:
             while self.queue or self.inflight:
                 self._fill()
                 for job, event in self.executor.wait(self.options.poll_s):
                     self._handle(job, event)
                 self._write_status()
+            ended = True
         except KeyboardInterrupt:
             self._cancel()
             raise
+        except OSError as e:
+            # a full (or read-only) disk while storing a result: stop with one line, keep what is stored;
+            # the caller's executor shutdown stops the running blocks, and a rerun resumes
+            self.state.cancelled = True
+            err = storage_error(e, self.results_dir)
+            if err is None:
+                raise
+            raise err from None
         finally:
-            self._write_status(force=True)
+            try:
+                self._write_status(force=True)
+            except OSError as e:
+                # status.json is advisory: report its failure only when nothing else went wrong first
+                err = storage_error(e, self.results_dir) if ended else None
+                if ended:
+                    raise err or e from None
         self._emit("sweep_end")
         return self.state
 

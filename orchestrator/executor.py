@@ -79,7 +79,10 @@ def _run_with_retries(run: RunSpec, ctx: BlockContext, node: NodeInfo, gpu_ids, 
     offset = ctx.attempt_offsets.get(run.run_id, 0)
     for k in range(run.retries + 1):
         attempt = offset + k + 1
-        state = first_state if k == 0 else ("warm" if nodecache.is_warm(cache_dir) else "cold")
+        if k == 0 or cache_dir is None:  # no cache (--no-compile-cache): nothing to look at
+            state = first_state
+        else:
+            state = "warm" if nodecache.is_warm(cache_dir) else "cold"
         yield {"type": "run_start", "run_id": run.run_id, "attempt": attempt, "node_id": node.node_id}
         result = yield from run_attempt(
             run,

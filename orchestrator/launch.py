@@ -5,7 +5,8 @@ the process runs and returns an `AttemptResult` (via `StopIteration.value`) when
 It is fork-and-wait in one thread, so the parent-death signal (which fires when the *thread*
 that forked dies) only fires when the worker itself dies; a small watchdog process kills the
 whole process group as well, since the parent-death signal reaches only the direct child
-(torchrun's own workers are grandchildren).
+(torchrun's own workers are grandchildren). The watchdog is detached from the worker (not its
+child): a Ray worker that exits on its own (its raylet died) SIGKILLs its direct children first.
 """
 
 from __future__ import annotations
@@ -36,30 +37,21 @@ STEP_EVENT_EVERY_S = 1.0
 """Train-step progress events are throttled to one per run per this many seconds (val lines always pass)."""
 ERROR_TAIL_LINES = 20
 
-# Runs in a separate python process (own session, so it outlives a killed worker's group): polls the
-# worker's pid; when the worker is gone, kills the job's process group; exits when the group is empty.
+# The watchdog: a separate python process, started before the job, that detaches itself (forks, and the
+# launcher exits), so it is not among the worker's children that Ray kills when the worker exits. It reads
+# a pipe from the worker: the job's process group id when the job has started, "done" when the attempt is
+# over. End of file without "done" means the worker died, and the job's whole process group is killed.
 WATCHDOG_SOURCE = """
-import os, signal, sys, time
-parent, pgid = int(sys.argv[1]), int(sys.argv[2])
-while True:
+import os, signal, sys
+if os.fork():
+    os._exit(0)
+data = sys.stdin.buffer.read()
+pgid = data.split(b"\\n")[0]
+if not data.endswith(b"done") and pgid.isdigit():
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        sys.exit(0)
-    except PermissionError:
-        sys.exit(0)
-    try:
-        os.kill(parent, 0)
-        alive = os.getppid() == parent
-    except ProcessLookupError:
-        alive = False
-    if not alive:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        sys.exit(0)
-    time.sleep(0.2)
+        os.killpg(int(pgid), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 """
 
 
@@ -138,15 +130,32 @@ def start_process(cmd: list[str], env: dict[str, str], cwd: str | None) -> subpr
     )
 
 
-def start_watchdog(pgid: int) -> subprocess.Popen:
-    """A tiny process that kills `pgid` if this process dies first (even by SIGKILL)."""
-    return subprocess.Popen(
-        [sys.executable, "-S", "-c", WATCHDOG_SOURCE, str(os.getpid()), str(pgid)],
-        stdin=subprocess.DEVNULL,
+def start_watchdog() -> subprocess.Popen:
+    """A tiny detached process that SIGKILLs the job's process group (`watch`) if this process dies first
+    (even by SIGKILL, even after Ray killed this process's children); `stop_watchdog` ends it."""
+    launcher = subprocess.Popen(
+        [sys.executable, "-S", "-c", WATCHDOG_SOURCE],
+        stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    launcher.wait()  # it forks the watchdog and exits at once; the watchdog keeps the pipe's read end
+    return launcher
+
+
+def watch(watchdog: subprocess.Popen, pgid: int) -> None:
+    """Give the watchdog the job's process group."""
+    watchdog.stdin.write(f"{pgid}\n".encode())
+    watchdog.stdin.flush()
+
+
+def stop_watchdog(watchdog: subprocess.Popen) -> None:
+    """Tell the watchdog the job's group is dealt with: it exits without killing anything."""
+    with contextlib.suppress(OSError):  # already gone: nothing to stop
+        watchdog.stdin.write(b"done")
+    with contextlib.suppress(OSError):
+        watchdog.stdin.close()
 
 
 def kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
@@ -233,20 +242,24 @@ def run_attempt(
     metrics_path = scratch_dir / f"{run.run_id}.metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
     started, t0 = utc_now(), time.monotonic()
-    timed_out = False
-    with open(tee_path, "wb") as tee:
-        try:
-            proc = start_process(cmd, child_env(run, gpu_ids, extra_env), run.cwd)
-        except OSError as e:
-            tee.write(f"ablate: cannot start {cmd[0]!r}: {e}\n".encode())
-            tee.flush()
-            return _finish(run, attempt, node, gpu_ids, cmd, started, t0, None, False, tee_path, metrics_path)
-        watchdog = start_watchdog(proc.pid)
-        lines: queue.Queue = queue.Queue()
-        reader = threading.Thread(target=_pump, args=(proc.stdout, lines, tee), daemon=True)
-        reader.start()
-        last_emit, exited_at = [0.0], None
-        try:
+    timed_out, proc, reader = False, None, None
+    # the watchdog first, the job second: whenever the worker dies, someone kills the job's group
+    watchdog = start_watchdog()
+    try:
+        with open(tee_path, "wb") as tee:
+            try:
+                proc = start_process(cmd, child_env(run, gpu_ids, extra_env), run.cwd)
+            except OSError as e:
+                tee.write(f"ablate: cannot start {cmd[0]!r}: {e}\n".encode())
+                tee.flush()
+                return _finish(
+                    run, attempt, node, gpu_ids, cmd, started, t0, None, False, tee_path, metrics_path
+                )
+            watch(watchdog, proc.pid)
+            lines: queue.Queue = queue.Queue()
+            reader = threading.Thread(target=_pump, args=(proc.stdout, lines, tee), daemon=True)
+            reader.start()
+            last_emit, exited_at = [0.0], None
             while True:
                 if not timed_out and run.timeout_s is not None and time.monotonic() - t0 > run.timeout_s:
                     timed_out = True
@@ -268,14 +281,16 @@ def run_attempt(
                 if event is not None:
                     yield event
             proc.wait()
-        finally:
+    finally:
+        if proc is not None:
             if proc.poll() is None:
                 kill_group(proc, grace_s=min(grace_s, 5.0))
-            reader.join(timeout=5.0)
-            proc.stdout.close()
             with contextlib.suppress(ProcessLookupError):
-                watchdog.kill()
-            watchdog.wait()
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group outlived its leader
+            if reader is not None:
+                reader.join(timeout=5.0)
+            proc.stdout.close()
+        stop_watchdog(watchdog)
     exit_code = None if timed_out else proc.returncode
     return _finish(
         run, attempt, node, gpu_ids, cmd, started, t0, exit_code, timed_out, tee_path, metrics_path

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cli import UserError
+from orchestrator.cli import UserError, one_line
 
 
 class SpecError(UserError):
@@ -158,7 +158,8 @@ class _Ctx:
         self.source = source
 
     def fail(self, path: str, msg: str) -> SpecError:
-        return SpecError(f"{self.source}: {path}: {msg}" if path else f"{self.source}: {msg}")
+        text = f"{self.source}: {path}: {msg}" if path else f"{self.source}: {msg}"
+        return SpecError(one_line(text))
 
 
 def _describe(value: Any) -> str:

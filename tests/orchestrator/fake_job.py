@@ -1,12 +1,13 @@
 """A stand-in for the trainer in orchestrator tests: prints modded-nanogpt step lines, fails on demand.
 
     python fake_job.py [--steps N] [--sleep S] [--loss X] [--exit CODE] [--fail-once MARKER]
-                       [--diverge] [--hang] [--child] [--pid-dir DIR] [--write-cache]
+                       [--diverge] [--hang] [--child] [--pid-dir DIR [--tag NAME]] [--write-cache]
                        [--seed N --run-id ID --log-dir DIR]
 
 --fail-once MARKER: exit 1 unless MARKER exists (and create it), so the first attempt fails and a
 retry succeeds. --child: start a grandchild that sleeps (tests that the whole group dies).
---pid-dir: write `<pid>` files there for the job and its grandchild, so tests can check with psutil.
+--pid-dir: write `<pid>` files there for the job and its grandchild, so tests can check with psutil;
+with --tag NAME they hold `job NAME <start time>` / `child NAME` (which run a process belongs to).
 --write-cache: put a file in $TORCHINDUCTOR_CACHE_DIR (a fake compile cache) and say whether one was there.
 """
 
@@ -30,6 +31,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--hang", action="store_true")
     p.add_argument("--child", action="store_true")
     p.add_argument("--pid-dir")
+    p.add_argument("--tag")
     p.add_argument("--write-cache", action="store_true")
     p.add_argument("--seed", type=int)
     p.add_argument("--run-id")
@@ -42,10 +44,11 @@ def record_pids(args) -> None:
         return
     d = Path(args.pid_dir)
     d.mkdir(parents=True, exist_ok=True)
-    (d / f"{os.getpid()}").write_text("job")
+    tag = f" {args.tag} {time.time():.6f}" if args.tag else ""
+    (d / f"{os.getpid()}").write_text(f"job{tag}")
     if args.child:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        (d / f"{child.pid}").write_text("child")
+        (d / f"{child.pid}").write_text(f"child {args.tag}" if args.tag else "child")
 
 
 def fake_cache(args) -> None:

@@ -78,7 +78,9 @@ def test_run_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a)
+    )
     results = tmp_path / "r"
     assert main(["run", str(write_spec(tmp_path)), "--results", str(results), "--no-report"]) == 2
     err = capsys.readouterr().err
@@ -127,6 +129,7 @@ def test_run_resume_refuse_changed_spec_and_status(tmp_path, capsys):
     # a run left by an earlier version of a script (another run id) is kept, said, and not counted
     table = pq.read_table(results / "runs" / f"{sweep['run_ids'][0]}.parquet")
     old = table.to_pylist()[0]
+    assert old["ablate_version"].startswith("0.1.0+g")  # provenance: the commit that ran it
     kinds = {"int64": "int", "double": "float", "bool": "bool"}
     knobs = {f.name[5:]: kinds.get(str(f.type), "str") for f in table.schema if f.name.startswith("knob_")}
     store.write_run(results, {**old, "run_id": "0123456789abcdef"}, knobs)

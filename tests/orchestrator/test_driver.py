@@ -145,6 +145,32 @@ def test_block_lost_too_often_is_stored_as_failed(tmp_path):
     assert row["status"] == "failed" and "node bad died" in row["error"]
 
 
+def test_a_full_disk_stops_the_sweep_with_one_line_and_a_rerun_resumes(tmp_path, monkeypatch):
+    """benchmarks/reliability.py's storage part, in small: the disk fills up while a result is written."""
+    import errno
+
+    results, real = tmp_path / "res", store.pq.write_table
+    plan = ab_plan(2, "--steps", "2")
+
+    def disk_full_at_the_second_result(table, where, **kw):
+        if ".tmp-b0." in where.name:
+            where.write(b"PAR1" + bytes(100))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(table, where, **kw)
+
+    monkeypatch.setattr(store.pq, "write_table", disk_full_at_the_second_result)
+    with pytest.raises(UserError) as err:
+        sweep(plan, results, tmp_path, max_parallel=1)
+    assert "\n" not in str(err.value)
+    assert f"cannot write to {results}: No space left on device; the sweep stopped" in str(err.value)
+    assert store.finished_run_ids(results) == {"a0"}
+    assert not list((results / "runs").glob(".*"))  # the partial file is gone
+    assert json.loads((results / "status.json").read_text())["state"] == "cancelled"
+    monkeypatch.setattr(store.pq, "write_table", real)
+    state, out, _ = sweep(plan, results, tmp_path)
+    assert "3 run(s) to run, 1 already done of 4 planned" in out and state.done == {"ok": 3}
+
+
 def test_a_block_that_fits_nowhere_is_a_user_error(tmp_path):
     ex = InProcessExecutor({"n1": {"GPU": 4, "CPU": 2}})
     with pytest.raises(UserError, match="block 0 needs 8 GPU.* no node has that .*--profile cpu"):

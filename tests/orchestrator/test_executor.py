@@ -142,6 +142,17 @@ def local_ray():
     assert not ray.is_initialized()
 
 
+def test_run_block_retries_without_a_compile_cache(tmp_path):
+    """Found by benchmarks/reliability.py: with --no-compile-cache a retry looked at the cache of None
+    (TypeError), so a killed job lost its whole block instead of being retried in it."""
+    marker = tmp_path / "failed-once"
+    run = fake_run("r1", "--fail-once", str(marker), retries=1)
+    ctx = BlockContext(scratch_root=str(tmp_path / "s"), use_compile_cache=False)
+    events = list(run_block(Block(0, (run,), gpus=0), ctx, NodeInfo("n1", "h"), []))
+    ends = [(e["type"], e["row"]["status"], e["row"]["compile_cache"]) for e in events if "row" in e]
+    assert ends == [("attempt", "failed", "none"), ("run", "ok", "none")]
+
+
 def test_local_ray_binds_to_loopback(local_ray):
     import ray
 

@@ -135,6 +135,63 @@ def test_job_dies_when_its_parent_is_sigkilled(tmp_path):
     assert wait_gone(read_pids(pid_dir), timeout=5) == []
 
 
+def test_job_group_dies_when_its_worker_kills_its_own_children_and_exits(tmp_path):
+    """Found by benchmarks/reliability.py (a node removed mid-run): a Ray worker whose raylet dies exits
+    after SIGKILLing its *direct* children (Ray's KillChildProcs), the watchdog among them, so the job's
+    grandchild (torchrun's ranks, in a real run) outlived it. The watchdog must not be a direct child."""
+    pid_dir = tmp_path / "pids"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        import psutil
+        from orchestrator.launch import NodeInfo, run_attempt
+        from tests.orchestrator.helpers import fake_run, read_pids, wait_for
+        run = fake_run("w", "--hang", "--child", "--pid-dir", {str(pid_dir)!r})
+        gen = run_attempt(run, attempt=1, scratch_dir=Path({str(tmp_path)!r}), node=NodeInfo("n"))
+        next(gen)
+        assert wait_for(lambda: len(read_pids(Path({str(pid_dir)!r}))) == 2, timeout=20)
+        for child in psutil.Process().children():  # what Ray's worker does on its way out
+            child.send_signal(signal.SIGKILL)
+        os._exit(1)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
+    worker = subprocess.run([sys.executable, "-c", script], env=env, timeout=60)
+    assert worker.returncode == 1
+    assert len(read_pids(pid_dir)) == 2
+    assert wait_gone(read_pids(pid_dir), timeout=5) == []
+
+
+def test_a_cancel_landing_while_the_job_starts_still_kills_its_group(tmp_path, monkeypatch):
+    """Found by benchmarks/reliability.py (storage part, ~1 run in 4): Ray's cancel (a KeyboardInterrupt)
+    landed between starting the job and the try/finally that kills it, and the job outlived its attempt."""
+    from orchestrator import launch
+
+    started = []
+    real_start = launch.start_process
+    monkeypatch.setattr(
+        launch, "start_process", lambda *a, **kw: started.append(real_start(*a, **kw)) or started[-1]
+    )
+
+    def cancelled(watchdog, pgid):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launch, "watch", cancelled)
+    gen = run_attempt(
+        fake_run("c", "--hang", "--child"), attempt=1, scratch_dir=tmp_path, node=NODE, grace_s=1.0
+    )
+    with pytest.raises(KeyboardInterrupt):
+        next(gen)
+
+    def group_gone() -> bool:
+        try:
+            os.killpg(started[0].pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    assert wait_for(group_gone, timeout=10)
+
+
 # -------------------------------------------------------------------------------- compile cache
 
 
