@@ -2,9 +2,10 @@
 
 Run identity (DESIGN.md): ``run_id`` is 16 hex digits of sha256 over the canonical JSON of the sweep
 name, arm, replicate, resolved knob values (trainer arms) or command, cwd and env, the content hash
-of every file the command names, and (whenever the command runs our trainer) a hash of the trainer
-package's source, so editing the trainer or a record script makes new runs. The seed of a replicate
-is the first 31 bits of its run_id: distinct per replicate, recorded, and stable across resubmissions.
+of the program and of every script or config file the command names (``CODE_SUFFIXES``), and
+(whenever the command runs our trainer) a hash of the trainer package's source, so editing the
+trainer or a record script makes new runs. The seed of a replicate is the first 31 bits of its
+run_id: distinct per replicate, recorded, and stable across resubmissions.
 
 Order: grid sweeps interleave replicates (replicate 0 of every point, then replicate 1, ...) so a
 sweep stopped half way is balanced; A/B sweeps pair the two arms in blocks that run on one node.
@@ -78,14 +79,22 @@ def trainer_source_hash() -> str:
     return h.hexdigest()
 
 
+CODE_SUFFIXES = frozenset({".py", ".sh", ".bash", ".yaml", ".yml", ".toml", ".cfg", ".ini"})
+"""Files that are part of what a run *is* (scripts and their configs): their content is in its id."""
+
+
 def named_files(command: tuple[str, ...], cwd: str | None, spec_folder: str) -> dict[str, str]:
-    """{argument: sha256} for every argument that names an existing file, looked up relative to the
-    arm's cwd, then the spec's folder, then the current folder (absolute paths as they are)."""
+    """{argument: sha256} for the program and every script or config file the command names
+    (CODE_SUFFIXES), looked up relative to the arm's cwd, then the spec's folder, then the current
+    folder (absolute paths as they are). Other files are left out on purpose: a run that writes
+    ``--out result.json`` must not change its own id by having run."""
     roots = [Path(cwd)] if cwd else []
     roots += [Path(spec_folder), Path(".")]
     out: dict[str, str] = {}
-    for arg in command:
+    for i, arg in enumerate(command):
         if not arg or arg.startswith("-"):
+            continue
+        if i > 0 and Path(arg).suffix.lower() not in CODE_SUFFIXES:
             continue
         candidates = [Path(arg)] if Path(arg).is_absolute() else [root / arg for root in roots]
         hit = next((p for p in candidates if p.is_file()), None)

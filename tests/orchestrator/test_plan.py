@@ -106,6 +106,25 @@ def test_a_script_is_found_relative_to_the_spec_folder(tmp_path, monkeypatch):
     assert run.script_sha256 == plan_mod.file_sha256(tmp_path / "sweeps" / "job.py")
 
 
+def test_an_output_file_the_run_writes_does_not_change_its_id(tmp_path, monkeypatch):
+    """Only the program and its scripts / configs are identity: a run that writes --out x.json must
+    not get a new id (and run again) because it ran; editing the script or its config does."""
+    (tmp_path / "job.py").write_text("print(1)\n")
+    (tmp_path / "cfg.yaml").write_text("lr: 1\n")
+    (tmp_path / "s.yaml").write_text(
+        "name: s\narms: {a: {command: [python, job.py, --config, cfg.yaml, --out, out.json]}}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    first = make_plan(load_spec("s.yaml")).runs[0].run_id
+    (tmp_path / "out.json").write_text("{}")
+    assert make_plan(load_spec("s.yaml")).runs[0].run_id == first
+    (tmp_path / "cfg.yaml").write_text("lr: 2\n")
+    after_config = make_plan(load_spec("s.yaml")).runs[0].run_id
+    (tmp_path / "job.py").write_text("print(2)\n")
+    after_script = make_plan(load_spec("s.yaml")).runs[0].run_id
+    assert len({first, after_config, after_script}) == 3
+
+
 def test_seeds_differ_per_replicate_and_fit_31_bits():
     spec = parse_spec({"name": "s", "repeats": 20, "trainer": {"preset": "tiny"}, "arms": {"baseline": {}}})
     runs = make_plan(spec).runs
