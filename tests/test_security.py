@@ -81,3 +81,42 @@ def test_results_readers_ignore_pickles_and_hidden_files(tmp_path):
     runs = store.read_runs(root)
     assert list(runs["run_id"]) == ["r1"]
     assert not re.search("PWNED", " ".join(p.name for p in tmp_path.rglob("*") if p.name != "evil.pkl"))
+
+
+AUTH_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "s3cret-token", "RAY_AUTH_TOKEN_PATH": "token-file"}
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3:6379", "127.0.0.1:6379", "auto", None])
+def test_joining_or_starting_ray_keeps_token_authentication(monkeypatch, address):
+    """Ray's token authentication is set by RAY_AUTH_MODE / RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH (or
+    ~/.ray/auth_token): `ablate run` passes them to ray.init unchanged and adds nothing about auth, whether
+    it joins a cluster (--address) or starts its own (then on loopback, dashboard off)."""
+    import os
+
+    import ray
+    from ray._private import ray_constants
+
+    from orchestrator.executor import RayExecutor
+
+    for k, v in AUTH_ENV.items():
+        monkeypatch.setenv(k, v)
+    # what start() may change for a loopback cluster, restored after the test
+    monkeypatch.setenv(
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1")
+    )
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", ray_constants.ENABLE_RAY_CLUSTER)
+    calls = []
+    monkeypatch.setattr(
+        ray, "init", lambda *a, **kw: calls.append((kw, {k: os.environ.get(k) for k in AUTH_ENV}))
+    )
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    RayExecutor.start(address, num_cpus=1)
+    ((kwargs, env_at_init),) = calls
+    assert env_at_init == AUTH_ENV and {k: os.environ.get(k) for k in AUTH_ENV} == AUTH_ENV
+    assert not [k for k in kwargs if "auth" in k.lower()]
+    assert not [k for k in kwargs.get("_system_config") or {} if "auth" in str(k).lower()]
+    if address is None:
+        assert (kwargs["_node_ip_address"], kwargs["dashboard_host"]) == ("127.0.0.1", "127.0.0.1")
+        assert kwargs["include_dashboard"] is False
+    else:
+        assert kwargs["address"] == address

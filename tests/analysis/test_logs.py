@@ -120,10 +120,59 @@ def test_our_trainer_header_config_json_lines():
     assert log.has_header and log.status == "ok" and log.final_val_loss == 4.5 and log.peak_mem_mib == 12
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=80), max_size=30), st.integers(0, 12))
-def test_any_text_parses_to_a_status(junk, cut):
+# Properties (plain functions over drawn values, with their strategies in PROPERTIES): the tests below run
+# them with a few examples, benchmarks/reliability.py with thousands.
+STATUSES = {"ok", "truncated", "diverged", "empty", "garbled"}
+junk_lines = st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=80), max_size=30)
+numbers = st.one_of(
+    st.integers(-3, 10**20).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(["nan", "inf", "-inf", "NaN", "1e999", "3.2806", "", "0x10", "١٢"]),
+)
+step_like = st.builds(
+    lambda s, t, v, ms, avg, val: (
+        f"step:{s}/{t}" + (f" val_loss:{v}" if val else "") + f" train_time:{ms}ms step_avg:{avg}ms"
+    ),
+    numbers,
+    numbers,
+    numbers,
+    numbers,
+    numbers,
+    st.booleans(),
+)
+mixed_lines = st.lists(
+    st.one_of(step_like, st.text(max_size=40), st.sampled_from(["=" * 100, "diverged: x", "\r"])), max_size=40
+)
+
+
+def _check_log(log) -> None:
+    assert log.status in STATUSES
+    assert "\n" not in log.message
+    if log.status == "ok":
+        assert log.final_val_loss is not None and math.isfinite(log.final_val_loss)
+
+
+def prop_any_text_around_a_good_log(junk, cut):
     good = step_lines(12, 3.3, 1200)[:cut]
-    log = parse_log_text("\n".join(junk[:5] + good + junk[5:]))
-    assert log.status in {"ok", "truncated", "diverged", "empty", "garbled"}
-    assert log.status != "ok" or log.final_val_loss is not None
+    _check_log(parse_log_text("\n".join(junk[:5] + good + junk[5:])))
+
+
+def prop_step_like_lines(lines, sep):
+    _check_log(parse_log_text(sep.join(lines)))
+
+
+PROPERTIES = {
+    "logs: junk around a good log": ((junk_lines, st.integers(0, 12)), prop_any_text_around_a_good_log),
+    "logs: step-like lines, odd numbers": (
+        (mixed_lines, st.sampled_from(["\n", "\r\n", "\r"])),
+        prop_step_like_lines,
+    ),
+}
+"""name -> (strategies, property): what benchmarks/reliability.py runs with more examples."""
+
+test_any_text_parses_to_a_status = settings(max_examples=150, deadline=None)(
+    given(*PROPERTIES["logs: junk around a good log"][0])(prop_any_text_around_a_good_log)
+)
+test_step_like_lines_with_odd_numbers_parse_to_a_status = settings(max_examples=150, deadline=None)(
+    given(*PROPERTIES["logs: step-like lines, odd numbers"][0])(prop_step_like_lines)
+)

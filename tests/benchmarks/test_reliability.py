@@ -1,0 +1,37 @@
+"""`python benchmarks/reliability.py --quick` in the ci tier: chaos (12 runs, every fault kind), a full disk,
+the fuzzers, load at 2,000 runs and the security checks, ~70 s on 2 cores. It fails, never skips, when the
+benchmark cannot run (no Ray, no hypothesis): the ci tier is where these guarantees are checked."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.ci
+def test_reliability_quick_loses_duplicates_and_orphans_nothing():
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/reliability.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-8000:]
+    assert "result: everything held" in out, out[-4000:]
+    for part in ("chaos", "storage", "fuzz", "load", "security"):
+        assert re.search(rf"^  {part}\s+held\s", out, re.M), f"{part} did not hold:\n{out[-4000:]}"
+    figures = re.findall(r"^  (runs planned|runs lost|runs duplicated|orphan processes)\s+(\d+)$", out, re.M)
+    by_name: dict[str, list[int]] = {}
+    for name, value in figures:
+        by_name.setdefault(name, []).append(int(value))
+    assert by_name["runs planned"][0] == 12  # the chaos sweep
+    assert by_name["runs lost"] == [0, 0]  # chaos, storage
+    assert by_name["runs duplicated"] == [0]
+    assert by_name["orphan processes"] == [0, 0]
+    assert int(re.search(r"^  cases tried\s+(\d+)$", out, re.M).group(1)) >= 7 * 100
