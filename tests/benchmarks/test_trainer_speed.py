@@ -28,7 +28,9 @@ def bench():
 
 def test_upstream_copy_shortens_the_schedule_only(bench, tmp_path):
     script = tmp_path / "train_gpt.py"
-    script.write_text("class H:\n    num_iterations = 1695 # number of iterations\n    cooldown_frac = 0.45\n")  # noqa: E501
+    script.write_text(
+        "class H:\n    num_iterations = 1695 # number of iterations\n    cooldown_frac = 0.45\n"
+    )  # noqa: E501
     out = bench.upstream_copy(script, 80, tmp_path)
     assert "num_iterations = 80 # number of iterations" in out.read_text()
     assert "cooldown_frac = 0.45" in out.read_text()
@@ -70,14 +72,15 @@ def test_flops_per_token_counts_the_matrices_the_seed_removes(bench):
     assert base - mlp0 == 6 * 2 * 768 * 3072
 
 
-FAKE_UPSTREAM = '''import os
+FAKE_UPSTREAM = """import os
 num_iterations = 1695
 for s in range(1, num_iterations + 1):
     print(f"step:{s}/{num_iterations} train_time:{100 * s}ms step_avg:100.00ms")
-print(f"step:{num_iterations}/{num_iterations} val_loss:6.5000 train_time:{100 * num_iterations}ms step_avg:100.00ms")
+n = num_iterations
+print(f"step:{n}/{n} val_loss:6.5000 train_time:{100 * n}ms step_avg:100.00ms")
 print("peak memory allocated: 1000 MiB reserved: 1200 MiB")
 assert os.path.isdir("data/fineweb10B"), "upstream reads its shards from data/fineweb10B"
-'''
+"""
 
 
 def test_the_whole_chain_on_cpu_in_its_documented_order(bench, tmp_path, tiny_data_dir):
