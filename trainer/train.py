@@ -429,6 +429,12 @@ def _setup(cfg: TrainConfig, opts: RunOptions, env: DistEnv) -> Run:
     log = RunLog(opts.log_dir, opts.run_id, enabled=env.master)
     config = config_to_dict(cfg)
     log.header(config, version_lines(env))
+    b = raw.backends
+    backends = {"attention": b.attn, "fp8_head": b.fp8, "compile": b.compile}
+    log.line(
+        f"backends: attention {b.attn}, fp8 head {'on' if b.fp8 else 'off'}, "
+        f"torch.compile {'on' if b.compile else 'off'}"
+    )
     log.event(
         "start",
         run_id=opts.run_id,
@@ -439,6 +445,7 @@ def _setup(cfg: TrainConfig, opts: RunOptions, env: DistEnv) -> Run:
         gpu_name=torch.cuda.get_device_name(env.device) if env.device.type == "cuda" else None,
         torch=torch.__version__,
         cuda=torch.version.cuda,
+        backends=backends,
         data={
             "train": [f.name for f in train_files],
             "val": [f.name for f in val_files],

@@ -47,6 +47,15 @@ def test_stdout_capture_without_header_and_with_garbage():
     assert not log.has_header and log.status == "ok" and log.final_val_loss == 3.29
 
 
+def test_our_information_lines_change_nothing():
+    """The trainer's `backends:` first line and `compile:` last line are for people, not parsers."""
+    lines = step_lines(10, 3.29, 5000)
+    plain = parse_log_text("\n".join(lines))
+    lines.insert(0, "backends: attention flex, fp8 head on, torch.compile on")
+    lines.append("compile: compile_s:171.3 backend_s:150.2 frames:5 graphs:5 warmup_ms:160000 val_ms:9000")
+    assert parse_log_text("\n".join(lines)) == plain
+
+
 def test_crlf_gives_the_same_result():
     text = upstream_log(10, 3.2806, 163078)
     assert parse_log_text(text.replace("\n", "\r\n")) == parse_log_text(text)
