@@ -134,6 +134,8 @@ OVERHEAD_PHASES = {
     "seeded": "seeded: cache restored from another node",
     "new_config": "new config on a warm cache",
     "warm": "warm: config compiled on this node before",
+    "unused": "no compile: the run cached nothing",
+    "none": "no compile cache (--no-compile-cache)",
 }
 
 

@@ -93,7 +93,13 @@ def _run_with_retries(run: RunSpec, ctx: BlockContext, node: NodeInfo, gpu_ids, 
             extra_env=env,
             grace_s=ctx.grace_s,
         )
-        result.row.update(gpu, compile_cache=state if cache_dir is not None else "none")
+        if cache_dir is None:
+            cache_state = "none"  # --no-compile-cache
+        elif state == "cold" and not nodecache.is_warm(cache_dir):
+            cache_state = "unused"  # it compiled nothing (e.g. an uncompiled CPU run)
+        else:
+            cache_state = state
+        result.row.update(gpu, compile_cache=cache_state)
         final = result.status != "failed" or k == run.retries
         yield {
             "type": "run" if final else "attempt",

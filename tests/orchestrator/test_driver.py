@@ -50,7 +50,7 @@ def test_sweep_stores_runs_steps_logs_and_status(tmp_path):
     assert state.done == {"ok": 4}
     runs = store.read_runs(results).sort_values(["block", "order_index"])
     assert list(runs.run_id) == ["a0", "b0", "a1", "b1"]
-    assert set(runs.status) == {"ok"} and set(runs.compile_cache) <= {"cold", "warm"}
+    assert set(runs.status) == {"ok"} and set(runs.compile_cache) <= {"cold", "warm", "unused"}
     assert {p.stem for p in (results / "logs").glob("*.txt")} == {"a0", "b0", "a1", "b1"}
     assert len(list((results / "steps").glob("*.parquet"))) == 4
     status = json.loads((results / "status.json").read_text())

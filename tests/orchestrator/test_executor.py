@@ -127,6 +127,13 @@ def test_run_block_retries_then_seeds_a_cold_node(tmp_path):
     assert "cache: hit" in next(e for e in events2 if e["type"] == "run")["log"]
 
 
+def test_a_run_that_compiles_nothing_is_not_called_cold(tmp_path):
+    """An uncompiled run (CPU, compile off) leaves the node's cache empty: its start-up is no compile."""
+    ctx = BlockContext(scratch_root=str(tmp_path / "s"), cache_root=str(tmp_path / "c"), cache_key="node")
+    events = list(run_block(Block(0, (fake_run("r1"),), gpus=0), ctx, NodeInfo("n1", "h"), []))
+    assert next(e for e in events if e.get("type") == "run")["row"]["compile_cache"] == "unused"
+
+
 # ------------------------------------------------------------------------------------------ Ray
 
 
