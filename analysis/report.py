@@ -45,12 +45,22 @@ def baseline_arm(sweep: dict, runs: pd.DataFrame) -> str | None:
     return "baseline" if "baseline" in arms else (arms[0] if arms else None)
 
 
+def split_blocks(ok: pd.DataFrame) -> list:
+    """Blocks whose runs ran on more than one node (a sweep resumed elsewhere, a block re-run after
+    its node was lost): their pair is not like for like, so the paired test leaves them out."""
+    if "block" not in ok or "node_id" not in ok:
+        return []
+    nodes = ok.dropna(subset=["block", "node_id"]).groupby("block")["node_id"].nunique()
+    return sorted(nodes[nodes > 1].index.tolist())
+
+
 def block_deltas(ok: pd.DataFrame, base: str, cand: str) -> dict | None:
     """Per-block baseline − candidate deltas of time (s) and loss, when runs share blocks."""
     from analysis.stats import block_diffs
 
     if "block" not in ok or ok["block"].isna().all():
         return None
+    ok = ok[~ok["block"].isin(split_blocks(ok))]
     t = block_diffs(ok["train_time_ms"] / 1000.0, ok["arm"], ok["block"], base, cand)
     if len(t) == 0:
         return None
@@ -74,6 +84,12 @@ def ab_section(runs: pd.DataFrame, sweep: dict, target) -> tuple[str, list[str]]
     }
     s = summary.ab_summary(arms, target, np.random.default_rng(BOOTSTRAP_SEED), block_deltas(ok, base, cand))
     lines = [f"baseline = {base}, candidate = {cand}", *summary.ab_lines(s), *summary.ab_extra_lines(s)]
+    split = split_blocks(ok)
+    if split:
+        names = ", ".join(str(int(b)) for b in split)
+        lines.append(
+            f"left out of the paired test: {len(split)} block(s) whose runs ran on different nodes ({names})"
+        )
     return summary.ab_verdict(s), lines
 
 

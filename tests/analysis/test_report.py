@@ -139,3 +139,21 @@ def test_runs_of_an_earlier_plan_are_kept_but_left_out(tmp_path):
     assert note in after
     assert "\n".join(line for line in after.splitlines() if note not in line) + "\n" == before
     assert (root / "runs" / "old001.parquet").exists()  # nothing is deleted
+
+
+def test_a_block_split_across_nodes_is_left_out_of_the_paired_test(tmp_path):
+    """A sweep resumed on another machine can leave a block's pair on two nodes (~3 % apart on
+    H200s): the paired test must not take that difference for the candidate's effect."""
+    from analysis.report import ab_section, block_deltas
+
+    folder = make_ab_results(tmp_path / "ab")
+    runs = store.read_runs(folder)
+    sweep = store.read_sweep(folder)
+    ok = runs[runs["status"] == "ok"]
+    n_before = len(block_deltas(ok, "baseline", "candidate")["time_s"])
+    moved = runs.index[(runs["block"] == 1) & (runs["arm"] == "candidate")][0]
+    runs.loc[moved, "node_id"] = "elsewhere"
+    ok = runs[runs["status"] == "ok"]
+    assert len(block_deltas(ok, "baseline", "candidate")["time_s"]) == n_before - 1
+    _, lines = ab_section(runs, sweep, 3.28)
+    assert "left out of the paired test: 1 block(s) whose runs ran on different nodes (1)" in lines
