@@ -180,6 +180,10 @@ def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["phase", "runs", "mean_startup_s", "max_startup_s"])
     g = out.groupby("state")["startup_s"]
     table = pd.DataFrame({"runs": g.size(), "mean_startup_s": g.mean(), "max_startup_s": g.max()})
+    # where it went, when the runs said (our trainer's end event): compile, warm-up steps, validations
+    for part in ("compile_s", "warmup_s", "val_s"):
+        if part in df and df[part].notna().any():
+            table[f"mean_{part}"] = df.loc[out.index, part].groupby(out["state"]).mean()
     table = table.reindex([k for k in OVERHEAD_PHASES if k in table.index])
     table.insert(0, "phase", [OVERHEAD_PHASES[k] for k in table.index])
     return table.reset_index(drop=True)

@@ -66,6 +66,11 @@ TAIL_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("wall_s", pa.float64()),
     ("startup_s", pa.float64()),
     ("compile_cache", pa.string()),
+    # where the start-up went, from the trainer's end event (None for other scripts): torch.compile's
+    # own time, the untimed warm-up steps (compile included) and the validations
+    ("compile_s", pa.float64()),
+    ("warmup_s", pa.float64()),
+    ("val_s", pa.float64()),
     ("started_at", _TS),
     ("ended_at", _TS),
     ("exit_code", pa.int64()),

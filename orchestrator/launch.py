@@ -354,6 +354,21 @@ def error_tail(text: str, status: str, exit_code: int | None, parsed) -> str | N
     return f"{msg}\n{tail}"
 
 
+def startup_parts(end_ev: dict) -> dict:
+    """compile_s / warmup_s / val_s from the trainer's end event (None where it did not say)."""
+
+    def seconds(value) -> float | None:
+        return float(value) / 1000.0 if isinstance(value, int | float) else None
+
+    compile_info = end_ev.get("compile") if isinstance(end_ev.get("compile"), dict) else {}
+    compile_s = compile_info.get("compile_s")
+    return {
+        "compile_s": float(compile_s) if isinstance(compile_s, int | float) else None,
+        "warmup_s": seconds(end_ev.get("warmup_ms")),
+        "val_s": seconds(end_ev.get("val_ms")),
+    }
+
+
 def _finish(run, attempt, node, gpu_ids, cmd, started, t0, exit_code, timed_out, tee_path, metrics_path):
     """Parse what the attempt left and build its AttemptResult."""
     from analysis.logs import parse_log_text
@@ -383,6 +398,7 @@ def _finish(run, attempt, node, gpu_ids, cmd, started, t0, exit_code, timed_out,
         else end_ev.get("peak_mem_mib"),
         "wall_s": wall_s,
         "startup_s": wall_s - train_time_ms / 1000.0 if train_time_ms is not None else None,
+        **startup_parts(end_ev),
         "started_at": started,
         "ended_at": utc_now(),
         "exit_code": exit_code,

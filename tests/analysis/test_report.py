@@ -157,3 +157,12 @@ def test_a_block_split_across_nodes_is_left_out_of_the_paired_test(tmp_path):
     assert len(block_deltas(ok, "baseline", "candidate")["time_s"]) == n_before - 1
     _, lines = ab_section(runs, sweep, 3.28)
     assert "left out of the paired test: 1 block(s) whose runs ran on different nodes (1)" in lines
+
+
+def test_overhead_says_where_the_start_up_went_when_the_runs_said(tmp_path):
+    runs = store.read_runs(make_ab_results(tmp_path / "ab"))
+    assert "mean_compile_s" not in overhead_table(runs)  # scripts that do not say: no empty columns
+    runs["compile_cache"] = "warm"
+    runs["compile_s"], runs["warmup_s"], runs["val_s"] = 12.0, 20.0, 3.0
+    row = overhead_table(runs).iloc[0]
+    assert (row["mean_compile_s"], row["mean_warmup_s"], row["mean_val_s"]) == (12.0, 20.0, 3.0)

@@ -60,6 +60,8 @@ def test_ok_run_builds_row_steps_and_progress(tmp_path):
     assert (row["node_id"], row["hostname"], row["gpus"], row["attempt"]) == ("n1", "h1", 2, 1)
     assert row["steps"] == 3 and row["peak_mem_mib"] == 10
     assert row["wall_s"] > 0 and row["startup_s"] is not None
+    # where the start-up went, from the end event of the metrics file
+    assert (row["compile_s"], row["warmup_s"], row["val_s"]) == (1.25, 1.5, 0.25)
     assert json.loads(row["command"])[0] == sys.executable
     assert "gpus: 3,5" in res.log_text  # CUDA_VISIBLE_DEVICES = the GPUs assigned
     val_events = [e for e in events if e["val_loss"] is not None]
