@@ -166,9 +166,9 @@ def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
     startup = df["startup_s"] if "startup_s" in df else pd.Series(np.nan, index=df.index)
     startup = startup.fillna(df["wall_s"] - df["train_time_ms"] / 1000.0)
     node = df["node_id"].fillna(df["hostname"]).fillna("?").astype(str)
-    config = df["arm"].astype(str) + "|" + df["params"].astype(str)
-    if "command" in df and df["params"].isna().all():  # script arms: the command is the config
-        config = config + "|" + df["command"].astype(str).str.replace(r"--seed\S*\s*\S+", "", regex=True)
+    # a config: the arm's knobs (trainer arms; their command carries the seed) or its command (scripts)
+    what = df["params"].fillna(df["command"]) if "command" in df else df["params"]
+    config = df["arm"].astype(str) + "|" + what.astype(str)
     first = ~pd.DataFrame({"config": config, "node": node}).duplicated()
     cache = df["compile_cache"] if "compile_cache" in df else pd.Series(None, index=df.index)
     inferred = pd.Series(np.where(first, "cold", "warm"), index=df.index)

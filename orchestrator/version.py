@@ -1,6 +1,7 @@
-"""ablate's version for provenance: the installed distribution's, else the source tree's pyproject,
-plus the git commit when the code runs from a checkout (``0.1.0+g1a2b3c4d5e6f``, ``.dirty`` when
-tracked files differ from it), so a results row names the code that produced it."""
+"""ablate's version for provenance: the source tree's pyproject (the code that runs, installed
+editable or not), else the installed distribution's, plus the git commit when the code runs from a
+checkout (``0.1.0+g1a2b3c4d5e6f``, ``.dirty`` when tracked files differ from it), so a results row
+names the code that produced it."""
 
 from __future__ import annotations
 

@@ -522,17 +522,18 @@ class StepProfiler:
     The profiled steps run a little slower; use a separate run for timing."""
 
     def __init__(self, path: Path, steps: int, device: torch.device) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
         self.path, self.device = path, device
         self.start = min(10, max(steps - PROFILE_STEPS, 0) // 2 + 1)
         self.stop = min(self.start + PROFILE_STEPS, steps)
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        self._make = lambda: profile(activities=acts)
         self.prof = None
 
     def at(self, step: int) -> None:
-        from torch.profiler import ProfilerActivity, profile
-
         if step == self.start and self.prof is None and self.stop > self.start:
-            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
-            self.prof = profile(activities=acts)
+            self.prof = self._make()
             self.prof.__enter__()
         elif step == self.stop and self.prof is not None:
             _sync(self.device)
