@@ -6,6 +6,9 @@
 #   sweeps  issue 7: sweeps/h200_ab.yaml through `ablate run` (its first run compiles cold and
 #           publishes the node's cache to the spec's shared folder); then the node's cache is wiped
 #           and sweeps/h200_drop_one_mlp.yaml runs: its first run must start seeded (warm)
+#   ab, dropone  either sweep alone (dropone on a fresh machine compiles cold: ~12 minutes)
+#   seeddemo  sweeps/h200_seed_demo.yaml twice, the node's cache wiped in between: the second run's
+#           start-up is the seeded one (~9 minutes in all)
 # Start it detached from the repository root, then collect with benchmarks/h200_collect.sh:
 #   setsid nohup bash benchmarks/h200_chain.sh /tmp/chain speed sweeps > /tmp/chain.log 2>&1 < /dev/null &
 set -u
@@ -38,17 +41,23 @@ if [[ " $PARTS " == *" speed "* ]] && [ -f .upstream/pr117_train_gpt.py ]; then
     fi
 fi
 
-if [[ " $PARTS " == *" sweeps "* ]]; then
-    export TORCH_LOGS=recompiles  # the runs' own output (node scratch, collected) says what recompiled
-    stamp "ablate run h200_ab"
-    python3 -m orchestrator.cli run sweeps/h200_ab.yaml --results "$W/results/h200-ab" --plain \
-        > "$W/h200_ab.log" 2>&1
-    stamp "ablate run h200_ab exit $?; shared cache: $(ls -la /tmp/ablate-shared-cache 2>&1 | tail -n 1)"
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+ablate_run() {  # spec, results folder name, log name
+    stamp "ablate run $1 -> $2"
+    python3 -m orchestrator.cli run "sweeps/$1.yaml" --results "$W/results/$2" --plain > "$W/$3.log" 2>&1
+    stamp "ablate run $1 exit $?; shared cache: $(ls -la /tmp/ablate-shared-cache 2>&1 | tail -n 1)"
+}
+wipe_node_cache() {
     stamp "wiping the node's compile cache: $(du -sh ~/.cache/ablate/compile 2>&1 | cut -f1)"
     rm -rf ~/.cache/ablate/compile
-    stamp "ablate run h200_drop_one_mlp"
-    python3 -m orchestrator.cli run sweeps/h200_drop_one_mlp.yaml --results "$W/results/h200-drop-one-mlp" \
-        --plain > "$W/h200_drop_one_mlp.log" 2>&1
-    stamp "ablate run h200_drop_one_mlp exit $?"
+}
+export TORCH_LOGS=recompiles  # the runs' own output (node scratch, collected) says what recompiled
+if has sweeps || has ab; then ablate_run h200_ab h200-ab h200_ab; fi
+if has sweeps; then wipe_node_cache; fi
+if has sweeps || has dropone; then ablate_run h200_drop_one_mlp h200-drop-one-mlp h200_drop_one_mlp; fi
+if has seeddemo; then
+    ablate_run h200_seed_demo h200-seed-demo-cold h200_seed_demo_cold
+    wipe_node_cache
+    ablate_run h200_seed_demo h200-seed-demo-seeded h200_seed_demo_seeded
 fi
 stamp "done"
