@@ -4,7 +4,7 @@ A block runs on one node, its runs back to back in planned order (`run_block`, t
 It is a generator of events (dicts) so the driver sees progress and stores each run as soon as it
 ends, even if the node dies later:
 
-    block_start {node_id, hostname, gpu_ids, preflight}   run_start {run_id, attempt}
+    block_start {node_id, hostname, gpu_ids, preflight}   run_start {run_id, attempt, compile_cache}
     step {run_id, step, total, val_loss, train_time_ms}   attempt {row, steps, log} (failed, retried)
     run {row, steps, log} (final outcome)                 cache {seed} (a packed compile cache)
 
@@ -83,7 +83,13 @@ def _run_with_retries(run: RunSpec, ctx: BlockContext, node: NodeInfo, gpu_ids, 
             state = first_state
         else:
             state = "warm" if nodecache.is_warm(cache_dir) else "cold"
-        yield {"type": "run_start", "run_id": run.run_id, "attempt": attempt, "node_id": node.node_id}
+        yield {
+            "type": "run_start",
+            "run_id": run.run_id,
+            "attempt": attempt,
+            "node_id": node.node_id,
+            "compile_cache": state,  # cold / warm / seeded, None without a node cache
+        }
         result = yield from run_attempt(
             run,
             attempt=attempt,

@@ -28,7 +28,17 @@ def _run_line(event: dict) -> str:
     loss_txt = f" val_loss {loss:.4f}" if isinstance(loss, float) else ""
     wall = row.get("wall_s")
     wall_txt = f" in {wall:.1f}s" if isinstance(wall, float) else ""
+    startup = row.get("startup_s")
+    if isinstance(startup, float) and wall_txt:
+        wall_txt += f" (start-up {startup:.1f}s)"
     return f"{row['run_id']} ({row['arm']}) {row['status']}{loss_txt}{wall_txt} (attempt {row['attempt']})"
+
+
+_CACHE_WORDS = {
+    "cold": "compile cache cold",
+    "warm": "compile cache warm",
+    "seeded": "compile cache seeded from another node",
+}
 
 
 class PlainProgress:
@@ -53,8 +63,10 @@ class PlainProgress:
         if kind == "sweep_start":
             return f"{state.to_run} run(s) to run, {state.skipped} already done of {state.planned} planned"
         if kind == "run_start":
+            cache = _CACHE_WORDS.get(event.get("compile_cache") or "")
             return (
-                f"start {event['run_id']} on node {_short(event.get('node_id'))} (attempt {event['attempt']})"
+                f"start {event['run_id']} on node {_short(event.get('node_id'))} (attempt {event['attempt']}"
+                + (f", {cache})" if cache else ")")
             )
         if kind == "step" and event.get("val_loss") is not None:
             return f"{event['run_id']} step {event['step']}/{event['total']} val_loss {event['val_loss']:.4f}"

@@ -124,6 +124,10 @@ def test_run_block_retries_then_seeds_a_cold_node(tmp_path):
     )
     row = next(e for e in events2 if e["type"] == "run")["row"]
     assert row["compile_cache"] == "seeded" and row["node_id"] == "n2"
+    # the start event says it too, so a run cut short still tells how its node's cache began
+    starts = [e["compile_cache"] for e in events if isinstance(e, dict) and e["type"] == "run_start"]
+    assert starts == ["cold", "warm", "warm"]
+    assert next(e for e in events2 if e["type"] == "run_start")["compile_cache"] == "seeded"
     assert "cache: hit" in next(e for e in events2 if e["type"] == "run")["log"]
 
 

@@ -1,0 +1,42 @@
+"""The plain progress lines: what a user reads in a CI log or a detached run's log."""
+
+import io
+from types import SimpleNamespace
+
+from orchestrator.progress import PlainProgress
+
+
+def _lines(kind, event, state=None):
+    out = io.StringIO()
+    state = state or SimpleNamespace(finished=1, to_run=2, eta_s=lambda parallel: 60.0)
+    PlainProgress(out=out).update(kind, state, event=event)
+    return out.getvalue()
+
+
+def _start(cache, node_id="abcdef0123", attempt=1):
+    event = {"run_id": "r1", "node_id": node_id, "attempt": attempt, "compile_cache": cache}
+    return _lines("run_start", event).rstrip()
+
+
+def test_start_line_names_how_the_nodes_compile_cache_began():
+    expected = "start r1 on node abcdef01 (attempt 1, compile cache seeded from another node)"
+    assert _start("seeded").endswith(expected)
+    assert _start("cold", attempt=2).endswith("(attempt 2, compile cache cold)")
+    # no node cache (--no-compile-cache, or an older event): nothing about a cache
+    assert _start(None).endswith("(attempt 1)")
+
+
+def test_end_line_gives_wall_time_and_start_up():
+    row = {
+        "run_id": "r1",
+        "arm": "base",
+        "status": "ok",
+        "final_val_loss": 2.75,
+        "wall_s": 77.6,
+        "startup_s": 37.3,
+        "attempt": 1,
+    }
+    line = _lines("run", {"row": row})
+    assert "[1/2] r1 (base) ok val_loss 2.7500 in 77.6s (start-up 37.3s) (attempt 1); ETA 1m00s" in line
+    row.update(startup_s=None)  # a script that prints no train_time: no start-up to give
+    assert "in 77.6s (attempt 1)" in _lines("run", {"row": row})
