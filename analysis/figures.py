@@ -58,7 +58,20 @@ def loss_curves(steps: pd.DataFrame, runs: pd.DataFrame):
         ax.plot([], [], color=color, label=str(arm))
     ax.set_xlabel("step")
     ax.set_ylabel("val loss")
-    ax.set_title("Validation loss per run, coloured by arm")
+    title = "Validation loss per run, coloured by arm"
+    # The first validation (an untrained model, ~ln(vocab)) would flatten everything after it: when it
+    # sits far above the later ones, the axis shows the later ones and the title says so.
+    first = val["step"].min()
+    later = val.loc[val["step"] > first]
+    if len(later) and np.isfinite(later["val_loss"]).all():
+        lo, hi = float(later["val_loss"].min()), float(later["val_loss"].max())
+        pad = max(0.05 * (hi - lo), 0.01)
+        if float(val["val_loss"].max()) > hi + 4 * (hi - lo + pad):
+            ax.set_ylim(lo - pad, hi + pad)
+            x0, x1 = float(later["step"].min()), float(later["step"].max())
+            ax.set_xlim(x0 - 0.03 * max(x1 - x0, 1.0), x1 + 0.03 * max(x1 - x0, 1.0))
+            title += f" (step {int(first)} off the scale)"
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig, ax

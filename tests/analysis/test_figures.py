@@ -64,3 +64,22 @@ def test_loss_curves_one_line_per_run():
     fig, ax = figures.loss_curves(steps, runs)
     drawn = [line for line in ax.lines if len(line.get_xdata())]
     assert len(drawn) == 2 and [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+
+
+def test_loss_curves_keep_the_untrained_first_validation_off_the_scale():
+    runs = pd.DataFrame({"run_id": ["r1", "r2"], "arm": ["a", "b"]})
+    steps = pd.DataFrame(
+        {
+            "run_id": ["r1"] * 3 + ["r2"] * 3,
+            "step": [0, 100, 200] * 2,
+            "val_loss": [10.8, 3.02, 2.75, 10.8, 3.01, 2.76],
+        }
+    )
+    _, ax = figures.loss_curves(steps, runs)
+    lo, hi = ax.get_ylim()
+    assert lo < 2.75 and 3.02 < hi < 4.0  # the later validations fill the axis
+    assert ax.get_title().endswith("(step 0 off the scale)") and 0 < ax.get_xlim()[0] < 100
+    # a curve without such a jump keeps every point on the axis
+    gradual = steps.assign(val_loss=[3.4, 3.3, 3.2, 3.41, 3.31, 3.21])
+    _, ax = figures.loss_curves(gradual, runs)
+    assert ax.get_ylim()[1] >= 3.41 and "off the scale" not in ax.get_title()
