@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from analysis import InputError
+from orchestrator.signals import Terminated
 
 
 class UserError(Exception):
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, InputError) as e:
         print(f"ablate: error: {one_line(str(e))}", file=sys.stderr)
         return 2
+    except Terminated as e:
+        print(f"ablate: stopped by {e.name}: running runs cancelled, finished results kept", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("ablate: interrupted", file=sys.stderr)
         return 130

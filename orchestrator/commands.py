@@ -214,6 +214,7 @@ def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide):
         )
     from orchestrator.executor import BlockContext, RayExecutor
     from orchestrator.progress import make_progress
+    from orchestrator.signals import stop_signals_interrupt
 
     ctx = BlockContext(
         cache_root=args.compile_cache_dir,
@@ -232,7 +233,8 @@ def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide):
         driver = SweepDriver(
             plan, results_dir, executor, ctx=ctx, options=options, progress=progress, decide=decide
         )
-        return driver.run()
+        with stop_signals_interrupt():  # after Ray's start: SIGTERM / SIGHUP cancel as Ctrl-C does
+            return driver.run()
     finally:
         if progress is not None:
             progress.close()

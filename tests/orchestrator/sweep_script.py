@@ -2,7 +2,8 @@
 
     python sweep_script.py RESULTS_DIR ADDRESS N_BLOCKS SCRATCH [fake job args...]
 
-Exits 130 on Ctrl-C (SIGINT) like `ablate run`; prints the driver's plain progress lines.
+Exits 130 on Ctrl-C (SIGINT) and 128 + n on SIGTERM / SIGHUP like `ablate run`; prints the driver's
+plain progress lines.
 """
 
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions
 from orchestrator.executor import BlockContext, RayExecutor
 from orchestrator.progress import PlainProgress
+from orchestrator.signals import Terminated, stop_signals_interrupt
 from tests.orchestrator.helpers import ab_plan
 
 
@@ -29,7 +31,11 @@ def main() -> int:
                 options=SweepOptions(cancel_grace_s=10),
                 progress=PlainProgress(),
             )
-            driver.run()
+            with stop_signals_interrupt():
+                driver.run()
+    except Terminated as e:
+        print(f"stopped by {e.name}", flush=True)
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", flush=True)
         return 130
