@@ -24,10 +24,15 @@ RUN_COUNTS = {
     "speedrun_ab.yaml": (4 + 4, 2 + 2),
     "h200_ab.yaml": (4 + 4, 2 + 2),
     "h200_drop_one_mlp.yaml": (1 + 2, 1 + 2),
+    "h200_seed_demo.yaml": (1, 1),
 }
 # GPUs per run and the target, where a sweep is not an 8-GPU FineWeb sweep: the H200 sweeps run one GPU
 # per run on synthetic shards (no target); the demo is CPU-only.
-GPU_SWEEPS = {"h200_ab.yaml": (1, None), "h200_drop_one_mlp.yaml": (1, None)}
+GPU_SWEEPS = {
+    "h200_ab.yaml": (1, None),
+    "h200_drop_one_mlp.yaml": (1, None),
+    "h200_seed_demo.yaml": (1, None),
+}
 
 
 def _plan(name: str, profile: str | None = None):
