@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import fcntl
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,6 +27,10 @@ def add_run_parser(sub) -> argparse.ArgumentParser:
         description="Expand SPEC into runs, run the missing ones on Ray (blocks of an A/B on one node, in "
         "planned order), store each run as it ends in results/<spec name>/ and write the report at the end. "
         "Running the same spec again runs only what is missing.",
+        epilog="Exit status: 0 every run ok or diverged; 1 some run failed or timed out; 2 a mistake in "
+        "the spec or the options (one line says which); 3 runs left for the next invocation (--max-blocks, "
+        "--time-limit); 130 Ctrl-C; 128 + n a stop signal (SIGTERM 143, SIGHUP 129). Finished runs are "
+        "kept in every case.",
     )
     p.add_argument("spec", help="sweep spec file (YAML), e.g. sweeps/demo.yaml")
     p.add_argument("--profile", metavar="NAME", help="apply the spec's named profile (e.g. cpu)")
@@ -43,6 +48,20 @@ def add_run_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-parallel", type=int, metavar="N", help="at most N blocks at once (default: as many as fit)"
+    )
+    p.add_argument(
+        "--max-blocks",
+        type=int,
+        metavar="N",
+        help="start at most N blocks this time (a sweep in parts); run again to go on (exit 3 while runs "
+        "are left)",
+    )
+    p.add_argument(
+        "--time-limit",
+        metavar="DURATION",
+        help="start no block that would not end within DURATION (e.g. 25m, 1h30m) of the start, by the "
+        "runs' mean wall time so far (the plan's estimate before); running blocks are never cut; exit 3 "
+        "while runs are left",
     )
     p.add_argument(
         "--until-decided",
@@ -75,6 +94,32 @@ def add_status_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="a sweep's results folder, e.g. results/demo")
     p.set_defaults(func=cmd_status)
     return p
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '25m', '1h30m', '1.5h' -> seconds; ValueError (with what would be right) otherwise."""
+    m = _DURATION.fullmatch(text.strip().lower())
+    if not text.strip() or m is None or not any(m.groups()):
+        raise ValueError(f"{text!r} is not a duration; write it with units, e.g. 90s, 25m, 1h30m or 1.5h")
+    h, mi, se = (float(g) if g else 0.0 for g in m.groups())
+    total = 3600 * h + 60 * mi + se
+    if total <= 0:
+        raise ValueError(f"{text!r} is not a positive duration; e.g. 25m")
+    return total
+
+
+def _duration(name: str, text: str | None) -> float | None:
+    from orchestrator.cli import UserError
+
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise UserError(f"{name}: {e}") from None
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -155,12 +200,19 @@ def _decider(plan):
     return decide
 
 
+EXIT_RUNS_LEFT = 3
+"""`ablate run` stopped starting blocks (--max-blocks, --time-limit) with runs left: run it again."""
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run (or resume) a sweep; exit 0 when every run ended ok or diverged, 1 when some failed."""
+    """Run (or resume) a sweep; exit 0 when every run ended ok or diverged, 1 when some failed, 3 when
+    --max-blocks / --time-limit left runs for the next invocation."""
     from analysis.store import finished_run_ids
     from orchestrator.plan import describe_plan
 
     _positive("--max-parallel", args.max_parallel)
+    _positive("--max-blocks", args.max_blocks)
+    time_limit_s = _duration("--time-limit", args.time_limit)
     spec, plan = _load(args)
     results_dir = Path(args.results) if args.results else DEFAULT_RESULTS_ROOT / plan.name
     done = frozenset(finished_run_ids(results_dir)) if results_dir.exists() else frozenset()
@@ -174,14 +226,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             _write_sweep_files(results_dir, Path(args.spec), plan)
         except OSError as e:
             raise storage_error(e, results_dir) or e from None
-        state = _execute(args, spec, plan, results_dir, decide) if _missing(plan, results_dir) else None
+        missing = _missing(plan, results_dir)
+        state = _execute(args, spec, plan, results_dir, decide, time_limit_s) if missing else None
         if not args.no_report:
             from analysis.report import write_report
 
             paths = write_report(results_dir)
             print(f"report: {paths.get('md', results_dir / 'report.md')}")
     bad = 0 if state is None else state.done["failed"] + state.done["timeout"]
-    return 1 if bad else 0
+    if bad:
+        return 1
+    return EXIT_RUNS_LEFT if state is not None and state.deferred else 0
 
 
 def _missing(plan, results_dir: Path) -> int:
@@ -201,7 +256,7 @@ def _missing(plan, results_dir: Path) -> int:
     return missing
 
 
-def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide):
+def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, time_limit_s: float | None):
     """Start or join Ray, run the driver, always shut down what we started."""
     import importlib.util
 
@@ -222,7 +277,12 @@ def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide):
         shared_cache_dir=getattr(spec.resources, "compile_cache_dir", None),
         want_seed=not args.no_compile_cache,
     )
-    options = SweepOptions(max_parallel=args.max_parallel, until_decided=args.until_decided)
+    options = SweepOptions(
+        max_parallel=args.max_parallel,
+        until_decided=args.until_decided,
+        max_blocks=args.max_blocks,
+        time_limit_s=time_limit_s,
+    )
     executor = RayExecutor.start(
         args.address, dashboard=args.dashboard, num_cpus=args.num_cpus, num_gpus=args.num_gpus
     )
@@ -307,6 +367,13 @@ def status_text(results_dir: Path) -> str:
         lines.append(f"  {r['run_id']} ({r['arm']}) on node {node}, attempt {r['attempt']}, {step}{loss}")
     if status.get("decided"):
         lines.append(f"decided: {status['decided']}")
+    if not alive and status.get("state") == "partial":
+        lines.append(
+            f"the last `ablate run` stopped starting blocks with {status.get('deferred')} run(s) left "
+            f"({status.get('stop_reason')}); run it again to go on"
+        )
+    elif not alive and status.get("state") == "cancelled":
+        lines.append("the last `ablate run` was cancelled (Ctrl-C or a stop signal); run it again to go on")
     if stale:
         lines.append(f"not counted: {stale} run(s) of an earlier plan (another version of the code or spec)")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from typing import Any
 
 from orchestrator.executor import BlockContext, Executor, Job, with_seed
 from orchestrator.launch import identity_row
+from orchestrator.progress import format_duration
 from orchestrator.runspec import Block, Plan, RunSpec
 from orchestrator.version import ablate_version
 
@@ -106,6 +107,13 @@ class SweepOptions:
     """At most this many blocks at once (default: as many as the cluster fits, plus one queued per node)."""
     until_decided: bool = False
     """A/B: after each block, ask the sequential test; stop adding blocks once it has decided."""
+    max_blocks: int | None = None
+    """Start at most this many blocks in this invocation (a sweep in parts); the rest waits for the next
+    `ablate run`, which resumes with what is missing. A lost block re-run does not count again."""
+    time_limit_s: float | None = None
+    """Start no block that would not end within this many seconds of the driver's start, judged by the
+    mean wall time of the runs ended so far (the plan's estimates before any has). Running blocks are
+    never cut: the limit only decides what starts."""
     block_retries: int = 2
     """A block lost with its node (or failing its preflight) is re-run elsewhere up to this many times."""
     poll_s: float = 0.5
@@ -138,6 +146,9 @@ class SweepState:
     walls: list[float] = field(default_factory=list)
     decided: str | None = None
     cancelled: bool = False
+    deferred: int = 0
+    """Runs left for the next invocation by --max-blocks / --time-limit."""
+    stop_reason: str | None = None
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -148,7 +159,7 @@ class SweepState:
         """Remaining runs × mean wall time / blocks at once (None before the first run ends)."""
         if not self.walls:
             return None
-        left = self.to_run - self.finished
+        left = self.to_run - self.finished - self.deferred
         return max(0.0, left * (sum(self.walls) / len(self.walls)) / max(1, parallel))
 
 
@@ -211,6 +222,7 @@ class SweepDriver:
         done = set(store.finished_run_ids(self.results_dir)) & set(self.runs)
         self.queue: deque[Block] = deque(pending_blocks(plan, done))
         self.inflight: dict[int, Job] = {}
+        self.started_blocks: set[int] = set()
         self.lost: Counter = Counter()
         self.attempts: Counter = Counter(self._stored_attempts())
         self.state = SweepState(
@@ -281,13 +293,19 @@ class SweepDriver:
         if self.options.max_parallel:
             return self.options.max_parallel
         slots = self.executor.slots(block)
-        if self.options.until_decided:
+        if self.options.until_decided or self.options.time_limit_s is not None:
+            # no block queued behind a running one: each start is decided when it can really start
             return max(1, slots)
         return max(1, slots + len(self.executor.nodes()))
 
     def _fill(self) -> None:
         while self.queue and self.state.decided is None and len(self.inflight) < self._limit(self.queue[0]):
+            reason = self._why_not_start(self.queue[0])
+            if reason is not None:
+                self._defer(reason)
+                return
             block = self.queue.popleft()
+            self.started_blocks.add(block.block_id)
             ctx = replace(
                 self.ctx,
                 attempt_offsets={r.run_id: self.attempts[r.run_id] for r in block.runs},
@@ -297,6 +315,39 @@ class SweepDriver:
             if self.ctx.want_seed:
                 # one node compiles first and hands its cache on; later blocks don't also pack theirs
                 self.ctx = replace(self.ctx, want_seed=False)
+
+    def _block_estimate_s(self, block: Block) -> float | None:
+        """Wall seconds the block will take: runs ended so far, else the plan's estimates (None: unknown)."""
+        if self.state.walls:
+            return len(block.runs) * sum(self.state.walls) / len(self.state.walls)
+        estimates = [r.estimate_s for r in block.runs]
+        return None if None in estimates else float(sum(estimates))
+
+    def _why_not_start(self, block: Block) -> str | None:
+        """Why --max-blocks / --time-limit keep `block` (and what follows it) for the next invocation."""
+        o = self.options
+        new = block.block_id not in self.started_blocks
+        if o.max_blocks is not None and new and len(self.started_blocks) >= o.max_blocks:
+            return f"--max-blocks {o.max_blocks} reached"
+        if o.time_limit_s is not None:
+            need = self._block_estimate_s(block)
+            left = o.time_limit_s - (time.monotonic() - self.state.started)
+            if need is not None and need > left:
+                return (
+                    f"--time-limit: the next block needs ~{format_duration(need)}, "
+                    f"{format_duration(max(left, 0.0))} is left"
+                )
+        return None
+
+    def _defer(self, reason: str) -> None:
+        """Leave every queued block for the next invocation (it resumes with what is missing)."""
+        left = sum(len(b.runs) for b in self.queue)
+        self.queue.clear()
+        self.state.deferred += left
+        self.state.stop_reason = reason
+        self._emit(
+            "message", text=f"{reason}: {left} run(s) left for the next `ablate run`, which resumes with them"
+        )
 
     def _cancel(self) -> None:
         """Ctrl-C: cancel every block (their process groups are killed), keep what finished meanwhile."""
@@ -436,7 +487,11 @@ class SweepDriver:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "state": "cancelled" if st.cancelled else ("finished" if ended else "running"),
+            "state": "cancelled"
+            if st.cancelled
+            else ("running" if not ended else "partial" if st.deferred else "finished"),
+            "deferred": st.deferred,
+            "stop_reason": st.stop_reason,
             "planned": st.planned,
             "planned_per_arm": st.planned_per_arm,
             "skipped": st.skipped,

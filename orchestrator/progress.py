@@ -11,10 +11,11 @@ import time
 from typing import Any, TextIO
 
 
-def _fmt_s(s: float | None) -> str:
+def format_duration(s: float | None) -> str:
+    """Seconds for progress lines: 42 -> '0m42s', 3172 -> '52m52s', 5400 -> '1h30m', None -> '?'."""
     if s is None:
         return "?"
-    s = int(s)
+    s = int(round(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
@@ -71,7 +72,7 @@ class PlainProgress:
         if kind == "step" and event.get("val_loss") is not None:
             return f"{event['run_id']} step {event['step']}/{event['total']} val_loss {event['val_loss']:.4f}"
         if kind == "run":
-            return f"{done} {_run_line(event)}; ETA {_fmt_s(state.eta_s(self.parallel))}"
+            return f"{done} {_run_line(event)}; ETA {format_duration(state.eta_s(self.parallel))}"
         if kind == "attempt":
             return f"{_run_line(event)}: will retry"
         if kind in ("block_lost", "block_cancelled"):
@@ -88,6 +89,8 @@ class PlainProgress:
     def _summary(state) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(state.done.items())) or "nothing run"
         tail = f"; stopped early: {state.decided}" if state.decided else ""
+        if getattr(state, "deferred", 0):
+            tail += f"; {state.deferred} run(s) left for the next `ablate run` ({state.stop_reason})"
         return f"sweep done: {counts} ({state.skipped} were already done){tail}"
 
     def close(self) -> None:
@@ -126,7 +129,7 @@ class LiveProgress(PlainProgress):
             if st is None
             else (
                 f"{st.finished}/{st.to_run} runs done · {st.skipped} skipped · "
-                f"ETA {_fmt_s(st.eta_s(self.parallel))}"
+                f"ETA {format_duration(st.eta_s(self.parallel))}"
             )
         )
         table = Table(title=title, expand=False)
@@ -135,7 +138,7 @@ class LiveProgress(PlainProgress):
         for r in [] if st is None else st.running.values():
             step = f"{r.step}/{r.total}" if r.step is not None else "starting"
             loss = f"{r.val_loss:.4f}" if r.val_loss is not None else "-"
-            elapsed = _fmt_s(time.monotonic() - r.started)
+            elapsed = format_duration(time.monotonic() - r.started)
             table.add_row(_short(r.node_id), r.run_id, r.arm, str(r.attempt), step, loss, elapsed)
         return table
 

@@ -180,3 +180,31 @@ def test_fake_job_is_runnable_alone(tmp_path):
         [sys.executable, FAKE_JOB, "--steps", "1"], capture_output=True, text=True, check=True
     )
     assert textwrap.dedent(out.stdout).splitlines()[1].startswith("step:0/1 val_loss:")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--max-blocks", "0", "--max-blocks must be a positive integer, got 0"),
+        ("--time-limit", "25", "--time-limit: '25' is not a duration; write it with units, e.g. 90s, 25m"),
+        ("--time-limit", "25x", "--time-limit: '25x' is not a duration"),
+        ("--time-limit", "0m", "--time-limit: '0m' is not a positive duration"),
+    ],
+)
+def test_bad_part_options_are_one_line(tmp_path, capsys, flag, value, message):
+    assert main(["run", str(write_spec(tmp_path)), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ablate: error: {message}") and err.count("\n") == 1
+
+
+def test_durations():
+    from orchestrator.commands import parse_duration
+
+    assert [parse_duration(t) for t in ("90s", "25m", "1h30m", "1.5h", "2m30s", " 1H ")] == [
+        90,
+        1500,
+        5400,
+        5400,
+        150,
+        3600,
+    ]

@@ -10,6 +10,7 @@ import pytest
 
 from analysis import store
 from orchestrator.cli import UserError
+from orchestrator.commands import status_text
 from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions, pending_blocks
 from orchestrator.executor import BlockContext, InProcessExecutor, run_block
 from orchestrator.progress import PlainProgress
@@ -192,6 +193,45 @@ def test_until_decided_stops_adding_blocks(tmp_path):
     state = driver.run()
     assert calls == [2, 4] and state.decided == "b faster (p=0.01)"
     assert len(store.finished_run_ids(results)) == 4
+
+
+def test_max_blocks_runs_a_sweep_in_parts(tmp_path):
+    results = tmp_path / "res"
+    plan = ab_plan(3, "--steps", "1")
+    state, out, _ = sweep(plan, results, tmp_path, max_blocks=1)
+    assert (state.done["ok"], state.deferred) == (2, 4) and len(store.finished_run_ids(results)) == 2
+    assert "--max-blocks 1 reached: 4 run(s) left for the next `ablate run`" in out
+    assert "sweep done: 2 ok (0 were already done); 4 run(s) left" in out
+    status = json.loads((results / "status.json").read_text())
+    assert (status["state"], status["deferred"]) == ("partial", 4)
+    assert "stopped starting blocks with 4 run(s) left (--max-blocks 1 reached)" in status_text(results)
+    state, out, _ = sweep(plan, results, tmp_path, max_blocks=1)  # the next part: block 1 only
+    assert (state.skipped, state.done["ok"], state.deferred) == (2, 2, 2)
+    state, out, _ = sweep(plan, results, tmp_path)
+    assert (state.done["ok"], state.deferred) == (2, 0) and len(store.finished_run_ids(results)) == 6
+    assert json.loads((results / "status.json").read_text())["state"] == "finished"
+
+
+def test_time_limit_starts_no_block_the_plans_estimate_says_would_not_fit(tmp_path):
+    results = tmp_path / "res"
+    plan = ab_plan(2, "--steps", "1", estimate_s=400.0)  # a block: ~800 s by the plan
+    state, out, _ = sweep(plan, results, tmp_path, time_limit_s=600.0)
+    assert (state.finished, state.deferred) == (0, 4)
+    assert "--time-limit: the next block needs ~13m20s, 10m00s is left: 4 run(s) left" in out
+    # room for one block by the plan; once it has ended, its runs' wall times (well under a second)
+    # replace the plan's estimate, and the second block fits too
+    one_slot = {"n1": {"CPU": 1, "GPU": 0}}
+    state, _, _ = sweep(plan, results, tmp_path, nodes=one_slot, time_limit_s=1000.0)
+    assert (state.done["ok"], state.deferred) == (4, 0)
+
+
+def test_time_limit_judges_later_blocks_by_the_runs_that_ended(tmp_path):
+    results = tmp_path / "res"
+    plan = ab_plan(3, "--steps", "2", "--sleep", "0.2")  # command runs: no estimate, so block 0 starts
+    one_slot = {"n1": {"CPU": 1, "GPU": 0}}  # blocks one after another
+    state, out, _ = sweep(plan, results, tmp_path, nodes=one_slot, time_limit_s=0.5)
+    assert state.done["ok"] == 2 and state.deferred == 4  # block 0 took longer than what was left
+    assert "--time-limit: the next block needs ~" in out
 
 
 def test_second_driver_on_the_same_folder_is_refused(tmp_path):
