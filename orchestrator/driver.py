@@ -112,8 +112,9 @@ class SweepOptions:
     `ablate run`, which resumes with what is missing. A lost block re-run does not count again."""
     time_limit_s: float | None = None
     """Start no block that would not end within this many seconds of the driver's start, judged by the
-    mean wall time of the runs ended so far (the plan's estimates before any has). Running blocks are
-    never cut: the limit only decides what starts."""
+    mean wall time of the runs ended so far (those that did not compile cold, when there are any; the
+    plan's estimates before any has ended). Running blocks are never cut: the limit only decides what
+    starts."""
     block_retries: int = 2
     """A block lost with its node (or failing its preflight) is re-run elsewhere up to this many times."""
     poll_s: float = 0.5
@@ -144,6 +145,8 @@ class SweepState:
     """status -> count of runs finished by this driver."""
     running: dict[str, RunningRun] = field(default_factory=dict)
     walls: list[float] = field(default_factory=list)
+    warm_walls: list[float] = field(default_factory=list)
+    """Wall times of the ended runs whose node cache was not cold (the next runs on a node look alike)."""
     decided: str | None = None
     cancelled: bool = False
     deferred: int = 0
@@ -157,10 +160,17 @@ class SweepState:
 
     def eta_s(self, parallel: int) -> float | None:
         """Remaining runs × mean wall time / blocks at once (None before the first run ends)."""
-        if not self.walls:
+        per_run = self.run_estimate_s()
+        if per_run is None:
             return None
         left = self.to_run - self.finished - self.deferred
-        return max(0.0, left * (sum(self.walls) / len(self.walls)) / max(1, parallel))
+        return max(0.0, left * per_run / max(1, parallel))
+
+    def run_estimate_s(self) -> float | None:
+        """Wall seconds of a coming run: the mean of the ended runs that did not compile cold, when there
+        are any (a cold start costs minutes once per node and config), else of all (None: none ended)."""
+        walls = self.warm_walls or self.walls
+        return sum(walls) / len(walls) if walls else None
 
 
 def pending_blocks(plan: Plan, done: set[str] | frozenset[str]) -> list[Block]:
@@ -318,8 +328,9 @@ class SweepDriver:
 
     def _block_estimate_s(self, block: Block) -> float | None:
         """Wall seconds the block will take: runs ended so far, else the plan's estimates (None: unknown)."""
-        if self.state.walls:
-            return len(block.runs) * sum(self.state.walls) / len(self.state.walls)
+        per_run = self.state.run_estimate_s()
+        if per_run is not None:
+            return len(block.runs) * per_run
         estimates = [r.estimate_s for r in block.runs]
         return None if None in estimates else float(sum(estimates))
 
@@ -409,7 +420,10 @@ class SweepDriver:
         job.reported.add(run.run_id)
         self.state.running.pop(run.run_id, None)
         self.state.done[row["status"]] += 1
-        self.state.walls.append(float(row.get("wall_s") or 0.0))
+        wall = float(row.get("wall_s") or 0.0)
+        self.state.walls.append(wall)
+        if row.get("compile_cache") not in ("cold", None):
+            self.state.warm_walls.append(wall)
         self._write_status(force=True)
 
     def _on_cache(self, job: Job, event: dict) -> None:

@@ -239,3 +239,17 @@ def test_second_driver_on_the_same_folder_is_refused(tmp_path):
         ResultsLock(tmp_path).__enter__()
     with ResultsLock(tmp_path):  # released: a new driver may take it
         pass
+
+
+def test_run_estimate_leaves_out_cold_compiles_once_warm_runs_ended():
+    from orchestrator.driver import SweepState
+
+    state = SweepState(planned=8, skipped=0, to_run=8, planned_per_arm={"a": 4, "b": 4})
+    assert state.run_estimate_s() is None and state.eta_s(1) is None
+    state.walls.append(453.0)  # the first run compiled cold: all there is to go by
+    assert state.run_estimate_s() == 453.0
+    state.walls += [137.0, 78.0]
+    state.warm_walls += [137.0, 78.0]  # the next runs on the node will look like these
+    assert state.run_estimate_s() == pytest.approx(107.5)
+    state.done["ok"] = 3
+    assert state.eta_s(1) == pytest.approx(5 * 107.5)
