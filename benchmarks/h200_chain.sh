@@ -10,6 +10,10 @@
 #   seeddemo  sweeps/h200_seed_demo.yaml twice, the node's cache wiped in between: the second run's
 #           start-up is the seeded one (~9 minutes in all). After dropone (whose cold baseline has
 #           the same graphs, and published them) only the seeded half runs (~1.5 minutes)
+#   x8      issue 9 on nvidia-h200-x8: sweeps/speedrun_ab.yaml --profile synthetic (8 GPUs a run),
+#           --time-limit ${TIME_LIMIT:-24m}. A later session resumes: carry the results brought back
+#           (results/h200-x8-speedrun-ab, copied into $W/results first) and run the part again. Keep
+#           trainer/ unchanged in between: its source hash is part of the run ids
 # Start it detached from the repository root, then collect with benchmarks/h200_collect.sh:
 #   setsid nohup bash benchmarks/h200_chain.sh /tmp/chain speed sweeps > /tmp/chain.log 2>&1 < /dev/null &
 set -u
@@ -43,9 +47,9 @@ if [[ " $PARTS " == *" speed "* ]] && [ -f .upstream/pr117_train_gpt.py ]; then
 fi
 
 has() { [[ " $PARTS " == *" $1 "* ]]; }
-ablate_run() {  # spec, results folder name, log name
+ablate_run() {  # spec, results folder name, log name, extra arguments of `ablate run`
     stamp "ablate run $1 -> $2"
-    python3 -m orchestrator.cli run "sweeps/$1.yaml" --results "$W/results/$2" --plain > "$W/$3.log" 2>&1
+    python3 -m orchestrator.cli run "sweeps/$1.yaml" --results "$W/results/$2" --plain "${@:4}" > "$W/$3.log" 2>&1
     stamp "ablate run $1 exit $?; shared cache: $(ls -la /tmp/ablate-shared-cache 2>&1 | tail -n 1)"
 }
 wipe_node_cache() {
@@ -64,5 +68,13 @@ if has seeddemo; then
     fi
     wipe_node_cache
     ablate_run h200_seed_demo h200-seed-demo-seeded h200_seed_demo_seeded
+fi
+# issue 9 (a machine of 8 GPUs): the seed's A/B at full scale, in parts: no block starts that would not
+# end within TIME_LIMIT of the sweep's start (exit 3 while runs are left; the next session resumes)
+if has x8; then
+    if [ -d results/h200-x8-speedrun-ab ]; then  # carried from an earlier session: resume it
+        mkdir -p "$W/results" && cp -r results/h200-x8-speedrun-ab "$W/results/" && rm -f "$W/results/h200-x8-speedrun-ab/.lock"
+    fi
+    ablate_run speedrun_ab h200-x8-speedrun-ab speedrun_ab --profile synthetic --time-limit "${TIME_LIMIT:-24m}"
 fi
 stamp "done"

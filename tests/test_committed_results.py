@@ -59,7 +59,7 @@ def test_trainer_speed_summary_has_every_key_and_consistent_ratios():
 @pytest.mark.parametrize("folder", GPU_RESULTS, ids=lambda p: p.name)
 def test_committed_gpu_results_read_with_todays_code(folder):
     sweep = store.read_sweep(folder)
-    spec = load_spec(folder / "spec.yaml")
+    spec = load_spec(folder / "spec.yaml", profile=sweep.get("profile"))
     assert spec.name == sweep["name"]
     runs = store.read_runs(folder)
     assert len(runs) == len(sweep["run_ids"]) and set(runs["run_id"]) == set(sweep["run_ids"])

@@ -196,3 +196,16 @@ def test_cpu_profile_runs_end_to_end_into_a_report(name, tmp_path):
         assert mine["node_id"].nunique() == 1
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
     assert list((out / "figures").glob("*.png"))
+
+
+def test_speedrun_ab_synthetic_profile_is_the_full_ab_without_a_target():
+    """Issue 9's run: the seed's A/B at full scale on shards made on the GPU machine."""
+    spec, plan = _plan("speedrun_ab.yaml", "synthetic")
+    full_spec, full = _plan("speedrun_ab.yaml")
+    assert spec.name == "speedrun_ab-synthetic" and spec.target_val_loss is None
+    assert len(plan.runs) == len(full.runs) == 8 and all(r.gpus == 8 for r in plan.runs)
+    assert [r.arm for r in plan.runs] == [r.arm for r in full.runs]
+    assert all(r.command[:3] == ("torchrun", "--standalone", "--nproc_per_node=8") for r in plan.runs)
+    assert all(r.command[-2:] == ("--data-dir", "/tmp/shards") for r in plan.runs)
+    steps = {r.arm: r.params["steps"] for r in plan.runs}
+    assert steps == {"baseline": 1670, "record": 1705} and spec.resources.compile_cache_dir
