@@ -12,6 +12,7 @@ import fcntl
 import json
 import re
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -213,6 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _positive("--max-parallel", args.max_parallel)
     _positive("--max-blocks", args.max_blocks)
     time_limit_s = _duration("--time-limit", args.time_limit)
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s  # from the command's start
     spec, plan = _load(args)
     results_dir = Path(args.results) if args.results else DEFAULT_RESULTS_ROOT / plan.name
     done = frozenset(finished_run_ids(results_dir)) if results_dir.exists() else frozenset()
@@ -227,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise storage_error(e, results_dir) or e from None
         missing = _missing(plan, results_dir)
-        state = _execute(args, spec, plan, results_dir, decide, time_limit_s) if missing else None
+        state = _execute(args, spec, plan, results_dir, decide, deadline) if missing else None
         if not args.no_report:
             from analysis.report import write_report
 
@@ -256,7 +258,7 @@ def _missing(plan, results_dir: Path) -> int:
     return missing
 
 
-def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, time_limit_s: float | None):
+def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, deadline: float | None):
     """Start or join Ray, run the driver, always shut down what we started."""
     import importlib.util
 
@@ -277,14 +279,16 @@ def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, ti
         shared_cache_dir=getattr(spec.resources, "compile_cache_dir", None),
         want_seed=not args.no_compile_cache,
     )
+    executor = RayExecutor.start(
+        args.address, dashboard=args.dashboard, num_cpus=args.num_cpus, num_gpus=args.num_gpus
+    )
+    # Ray's start (seconds on a fresh machine) counts against --time-limit: the driver gets what is left
+    time_limit_s = None if deadline is None else max(0.0, deadline - time.monotonic())
     options = SweepOptions(
         max_parallel=args.max_parallel,
         until_decided=args.until_decided,
         max_blocks=args.max_blocks,
         time_limit_s=time_limit_s,
-    )
-    executor = RayExecutor.start(
-        args.address, dashboard=args.dashboard, num_cpus=args.num_cpus, num_gpus=args.num_gpus
     )
     progress = None
     try:

@@ -343,7 +343,7 @@ class SweepDriver:
         if o.time_limit_s is not None:
             need = self._block_estimate_s(block)
             left = o.time_limit_s - (time.monotonic() - self.state.started)
-            if need is not None and need > left:
+            if left <= 0 or (need is not None and need > left):
                 return (
                     f"--time-limit: the next block needs ~{format_duration(need)}, "
                     f"{format_duration(max(left, 0.0))} is left"
