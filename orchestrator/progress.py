@@ -35,8 +35,8 @@ def _run_line(event: dict) -> str:
     return f"{row['run_id']} ({row['arm']}) {row['status']}{loss_txt}{wall_txt} (attempt {row['attempt']})"
 
 
-_CACHE_WORDS = {
-    "cold": "compile cache cold",
+_CACHE_WORDS = {  # the node's cache as the run starts ("empty": a CPU run that compiles nothing, too)
+    "cold": "compile cache empty",
     "warm": "compile cache warm",
     "seeded": "compile cache seeded from another node",
 }

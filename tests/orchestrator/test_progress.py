@@ -21,7 +21,7 @@ def _start(cache, node_id="abcdef0123", attempt=1):
 def test_start_line_names_how_the_nodes_compile_cache_began():
     expected = "start r1 on node abcdef01 (attempt 1, compile cache seeded from another node)"
     assert _start("seeded").endswith(expected)
-    assert _start("cold", attempt=2).endswith("(attempt 2, compile cache cold)")
+    assert _start("cold", attempt=2).endswith("(attempt 2, compile cache empty)")
     # no node cache (--no-compile-cache, or an older event): nothing about a cache
     assert _start(None).endswith("(attempt 1)")
 
