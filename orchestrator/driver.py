@@ -119,6 +119,9 @@ class SweepOptions:
     """A block lost with its node (or failing its preflight) is re-run elsewhere up to this many times."""
     poll_s: float = 0.5
     cancel_grace_s: float = 20.0
+    quiet_s: float = 120.0
+    """A running run that has said nothing (no step line) for this long gets a progress line saying so,
+    and another each time as long again passes (a cold compile is minutes of silence); 0 = never."""
 
 
 @dataclass
@@ -131,6 +134,9 @@ class RunningRun:
     step: int | None = None
     total: int | None = None
     val_loss: float | None = None
+    compile_cache: str | None = None
+    heard: float = 0.0
+    """When the run last showed a sign of life (its start, a step line, or our 'still' line)."""
 
 
 @dataclass
@@ -262,6 +268,7 @@ class SweepDriver:
                 self._fill()
                 for job, event in self.executor.wait(self.options.poll_s):
                     self._handle(job, event)
+                self._say_quiet_runs()
                 self._write_status()
             ended = True
         except KeyboardInterrupt:
@@ -326,6 +333,25 @@ class SweepDriver:
                 # one node compiles first and hands its cache on; later blocks don't also pack theirs
                 self.ctx = replace(self.ctx, want_seed=False)
 
+    def _say_quiet_runs(self) -> None:
+        """A line for each run silent for `quiet_s`: the sweep is alive, and where the run is."""
+        quiet = self.options.quiet_s
+        if not quiet:
+            return
+        now = time.monotonic()
+        for rr in list(self.state.running.values()):
+            if now - rr.heard < quiet:
+                continue
+            rr.heard = now
+            where = "starting" if rr.step is None else f"at step {rr.step}/{rr.total}"
+            why = ""
+            if rr.step is None and rr.compile_cache in ("cold", "seeded", "warm"):
+                why = f"; node compile cache {'empty' if rr.compile_cache == 'cold' else rr.compile_cache}"
+            self._emit(
+                "message",
+                text=f"{rr.run_id} ({rr.arm}) still {where} after {format_duration(now - rr.started)}{why}",
+            )
+
     def _block_estimate_s(self, block: Block) -> float | None:
         """Wall seconds the block will take: runs ended so far, else the plan's estimates (None: unknown)."""
         per_run = self.state.run_estimate_s()
@@ -389,14 +415,21 @@ class SweepDriver:
     def _on_run_start(self, job: Job, event: dict) -> None:
         run = self.runs[event["run_id"]]
         self.attempts[run.run_id] = max(self.attempts[run.run_id], event["attempt"])
+        now = time.monotonic()
         self.state.running[run.run_id] = RunningRun(
-            run.run_id, run.arm, event.get("node_id") or job.node_id, event["attempt"], time.monotonic()
+            run.run_id,
+            run.arm,
+            event.get("node_id") or job.node_id,
+            event["attempt"],
+            now,
+            compile_cache=event.get("compile_cache"),
+            heard=now,
         )
 
     def _on_step(self, job: Job, event: dict) -> None:
         rr = self.state.running.get(event["run_id"])
         if rr is not None:
-            rr.step, rr.total = event["step"], event["total"]
+            rr.step, rr.total, rr.heard = event["step"], event["total"], time.monotonic()
             if event.get("val_loss") is not None:
                 rr.val_loss = event["val_loss"]
 
@@ -512,7 +545,8 @@ class SweepDriver:
             "done": dict(st.done),
             "decided": st.decided,
             "running": [
-                vars(r) | {"started": None, "elapsed_s": round(now - r.started, 1)}
+                {k: v for k, v in vars(r).items() if k != "heard"}
+                | {"started": None, "elapsed_s": round(now - r.started, 1)}
                 for r in st.running.values()
             ],
         }

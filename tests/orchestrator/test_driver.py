@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -253,3 +254,36 @@ def test_run_estimate_leaves_out_cold_compiles_once_warm_runs_ended():
     assert state.run_estimate_s() == pytest.approx(107.5)
     state.done["ok"] = 3
     assert state.eta_s(1) == pytest.approx(5 * 107.5)
+
+
+class QuietAfterStart(InProcessExecutor):
+    """After each run's start, `quiet_s` of waits that bring nothing (as a cold compile on Ray does)."""
+
+    def __init__(self, *a, quiet_s: float, **kw):
+        super().__init__(*a, **kw)
+        self.quiet_s, self.until = quiet_s, 0.0
+
+    def wait(self, timeout):
+        if time.monotonic() < self.until:
+            time.sleep(timeout)
+            return []
+        events = super().wait(timeout)
+        if any(e.get("type") == "run_start" for _, e in events):
+            self.until = time.monotonic() + self.quiet_s
+        return events
+
+
+@pytest.mark.parametrize("quiet_s", [0.2, 0.0])
+def test_a_quiet_run_gets_a_line_saying_it_is_still_starting(tmp_path, quiet_s):
+    ex = QuietAfterStart({"n1": {"GPU": 0, "CPU": 1}}, runner=flaky_node_runner, quiet_s=0.7)
+    out = io.StringIO()
+    options = SweepOptions(poll_s=0.05, quiet_s=quiet_s)
+    SweepDriver(ab_plan(1), tmp_path / "res", ex, options=options, progress=PlainProgress(out=out)).run()
+    lines = out.getvalue().splitlines()
+    quiet = [line for line in lines if " still " in line]
+    if quiet_s == 0:
+        assert quiet == []  # 0 = never
+        return
+    assert any(line.endswith("a0 (a) still starting after 0m00s") for line in quiet), lines
+    # said again each quiet_s, not at every poll
+    assert 2 <= sum("a0 (a) still starting" in line for line in quiet) <= 4
