@@ -189,6 +189,24 @@ def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def overhead_ratios(table: pd.DataFrame) -> list[str]:
+    """One line per start that a cold one is measured against: what a warm (or seeded, or new-config)
+    start costs as a fraction of a cold compile. Empty without a cold run."""
+    by = table.set_index("phase") if len(table) else table
+    cold = OVERHEAD_PHASES["cold"]
+    if cold not in by.index:
+        return []
+    c = float(by.loc[cold, "mean_startup_s"])
+    lines = []
+    for key in ("warm", "seeded", "new_config"):
+        phase = OVERHEAD_PHASES[key]
+        if phase in by.index and c > 0:
+            m, n = float(by.loc[phase, "mean_startup_s"]), int(by.loc[phase, "runs"])
+            what = phase.split(":")[0]
+            lines.append(f"{what}: {m / c:.3f} of a cold start ({m:.1f} s mean over {n} run(s) vs {c:.1f} s)")
+    return lines
+
+
 def provenance(runs: pd.DataFrame) -> list[str]:
     """Hosts, GPUs, versions and dates the numbers come from."""
 
@@ -290,7 +308,10 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
     sections.append(("Runs", [status_line(runs, sweep.get("planned_runs")), *stale_line]))
     steps = store.read_steps(results_dir, val_only=True)
     figs = make_figures(runs, steps, baseline_arm(sweep, runs), target)
-    sections += [("Per-run overhead (startup_s = wall_s - train time)", overhead_table(runs))]
+    overhead = overhead_table(runs)
+    sections += [("Per-run overhead (startup_s = wall_s - train time)", overhead)]
+    if ratios := overhead_ratios(overhead):
+        sections += [("Start-up against a cold compile", ratios)]
     sections += [("Provenance", provenance(runs))]
     return name, sections, figs
 

@@ -110,6 +110,8 @@ def test_h200_ab_holds_the_readmes_verdict_and_overheads():
     ]
     for text in quoted:
         assert text in readme, f"README no longer says {text!r} (results/h200-ab)"
+    ratio = warm["mean_startup_s"] / cold["mean_startup_s"]
+    assert f"warm: {ratio:.3f} of a cold start" in (folder / "report.md").read_text()
 
 
 def test_seed_demo_start_ups_are_the_readmes():

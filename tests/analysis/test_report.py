@@ -4,6 +4,7 @@ import base64
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from analysis import InputError, store
@@ -166,3 +167,22 @@ def test_overhead_says_where_the_start_up_went_when_the_runs_said(tmp_path):
     runs["compile_s"], runs["warmup_s"], runs["val_s"] = 12.0, 20.0, 3.0
     row = overhead_table(runs).iloc[0]
     assert (row["mean_compile_s"], row["mean_warmup_s"], row["mean_val_s"]) == (12.0, 20.0, 3.0)
+
+
+def test_overhead_ratios_against_the_cold_start():
+    from analysis.report import OVERHEAD_PHASES, overhead_ratios
+
+    table = pd.DataFrame(
+        {
+            "phase": [OVERHEAD_PHASES[k] for k in ("cold", "seeded", "warm")],
+            "runs": [1, 2, 6],
+            "mean_startup_s": [400.0, 40.0, 30.0],
+            "max_startup_s": [400.0, 41.0, 33.0],
+        }
+    )
+    assert overhead_ratios(table) == [
+        "warm: 0.075 of a cold start (30.0 s mean over 6 run(s) vs 400.0 s)",
+        "seeded: 0.100 of a cold start (40.0 s mean over 2 run(s) vs 400.0 s)",
+    ]
+    assert overhead_ratios(table.iloc[1:]) == []  # nothing to measure against without a cold run
+    assert overhead_ratios(table.iloc[:0]) == []
