@@ -63,7 +63,8 @@ def loss_curves(steps: pd.DataFrame, runs: pd.DataFrame):
     # sits far above the later ones, the axis shows the later ones and the title says so.
     first = val["step"].min()
     later = val.loc[val["step"] > first]
-    if len(later) and np.isfinite(later["val_loss"]).all():
+    # (only with a curve left to show: two or more later validations)
+    if later["step"].nunique() >= 2 and np.isfinite(later["val_loss"]).all():
         lo, hi = float(later["val_loss"].min()), float(later["val_loss"].max())
         pad = max(0.05 * (hi - lo), 0.01)
         if float(val["val_loss"].max()) > hi + 4 * (hi - lo + pad):

@@ -83,3 +83,7 @@ def test_loss_curves_keep_the_untrained_first_validation_off_the_scale():
     gradual = steps.assign(val_loss=[3.4, 3.3, 3.2, 3.41, 3.31, 3.21])
     _, ax = figures.loss_curves(gradual, runs)
     assert ax.get_ylim()[1] >= 3.41 and "off the scale" not in ax.get_title()
+    # a first and a last validation only: nothing would be left to draw, so nothing is cut
+    two = steps[steps["step"] != 100]
+    _, ax = figures.loss_curves(two, runs)
+    assert ax.get_ylim()[1] >= 10.8 and "off the scale" not in ax.get_title()
