@@ -97,6 +97,9 @@ class PlainProgress:
         pass
 
 
+_LIVE_CACHE_WORDS = {"cold": "cache empty", "warm": "cache warm", "seeded": "cache seeded"}
+
+
 class LiveProgress(PlainProgress):
     """A rich live table: one row per running run (node, step, last val loss), done/total and ETA."""
 
@@ -130,13 +133,18 @@ class LiveProgress(PlainProgress):
             else (
                 f"{st.finished}/{st.to_run} runs done · {st.skipped} skipped · "
                 f"ETA {format_duration(st.eta_s(self.parallel))}"
+                + (f" · {st.deferred} left for the next run" if getattr(st, "deferred", 0) else "")
             )
         )
         table = Table(title=title, expand=False)
         for col in ("node", "run", "arm", "attempt", "step", "val loss", "elapsed"):
             table.add_column(col)
         for r in [] if st is None else st.running.values():
-            step = f"{r.step}/{r.total}" if r.step is not None else "starting"
+            if r.step is not None:
+                step = f"{r.step}/{r.total}"
+            else:
+                cache = _LIVE_CACHE_WORDS.get(getattr(r, "compile_cache", None) or "")
+                step = f"starting ({cache})" if cache else "starting"
             loss = f"{r.val_loss:.4f}" if r.val_loss is not None else "-"
             elapsed = format_duration(time.monotonic() - r.started)
             table.add_row(_short(r.node_id), r.run_id, r.arm, str(r.attempt), step, loss, elapsed)

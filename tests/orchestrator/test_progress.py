@@ -40,3 +40,25 @@ def test_end_line_gives_wall_time_and_start_up():
     assert "[1/2] r1 (base) ok val_loss 2.7500 in 77.6s (start-up 37.3s) (attempt 1); ETA 1m00s" in line
     row.update(startup_s=None)  # a script that prints no train_time: no start-up to give
     assert "in 77.6s (attempt 1)" in _lines("run", {"row": row})
+
+
+def test_live_table_shows_each_running_run_and_how_its_cache_began():
+    from rich.console import Console
+
+    from orchestrator.driver import RunningRun, SweepState
+    from orchestrator.progress import LiveProgress
+
+    console = Console(file=io.StringIO(), width=140, force_terminal=False)
+    live = LiveProgress(console=console)
+    try:
+        state = SweepState(planned=4, skipped=0, to_run=4, planned_per_arm={"a": 2, "b": 2}, deferred=2)
+        state.running["r1"] = RunningRun("r1", "a", "abcdef0123", 1, 0.0, compile_cache="seeded")
+        state.running["r2"] = RunningRun("r2", "b", "n2", 1, 0.0, step=5, total=10, val_loss=3.5)
+        live.update("step", state)
+        probe = Console(file=io.StringIO(), width=140)
+        probe.print(live._render())
+        text = probe.file.getvalue()
+    finally:
+        live.close()
+    assert "0/4 runs done · 0 skipped · ETA ? · 2 left for the next run" in text
+    assert "starting (cache seeded)" in text and "5/10" in text and "3.5000" in text
