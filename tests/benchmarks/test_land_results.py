@@ -1,0 +1,54 @@
+"""benchmarks/land_results.py: results brought back from the GPU machine land complete and clean."""
+
+import tarfile
+
+import pytest
+
+from analysis import store
+from benchmarks.land_results import land, main, relative_sources
+from tests.analysis.helpers import make_ab_results
+
+NOTICE = "[__recompiles] Recompiling function forward in /srv/gpu-7/repo/trainer/model.py:409\n"
+
+
+def test_relative_sources_touches_only_paths_into_our_packages():
+    text = (
+        "Recompiling function newton_schulz in /srv/run-7/repo/trainer/optim.py:28\n"
+        "data /tmp/shards/fineweb_val_000000.bin, results/h200-ab/logs, ./trainer/model.py\n"
+        'File "/usr/lib/python3.12/site-packages/torch/_dynamo/guards.py", line 4760\n'
+    )
+    out, n = relative_sources(text)
+    assert n == 1
+    assert out.splitlines() == [
+        "Recompiling function newton_schulz in trainer/optim.py:28",
+        "data /tmp/shards/fineweb_val_000000.bin, results/h200-ab/logs, ./trainer/model.py",
+        'File "/usr/lib/python3.12/site-packages/torch/_dynamo/guards.py", line 4760',
+    ]
+
+
+@pytest.fixture
+def tgz(tmp_path):
+    chain = tmp_path / "chain"
+    folder = make_ab_results(chain / "results" / "h200-x")
+    (folder / ".lock").write_text("pid 1 on gpu-host")
+    (folder / "logs").mkdir(exist_ok=True)
+    (folder / "logs" / "r.txt").write_text("step:0/10 val_loss:10.8\n" + NOTICE)
+    path = tmp_path / "results.tgz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(chain / "results", arcname="results")
+    return path
+
+
+def test_land_unpacks_scrubs_and_reports(tgz, tmp_path):
+    dest = tmp_path / "repo-results"
+    (line,) = land(tgz, dest)
+    target = dest / "h200-x"
+    assert line.startswith(f"{target}: {len(store.read_runs(target))} run(s),")
+    assert "1 absolute source path(s) made relative, report redrawn" in line
+    assert not (target / ".lock").exists() and (target / "report.md").is_file()
+    assert "in trainer/model.py:409" in (target / "logs" / "r.txt").read_text()
+    # landing again neither overwrites silently nor fails with a traceback
+    assert main([str(tgz), "--dest", str(dest)]) == 2
+    assert main([str(tgz), "--dest", str(dest), "--replace"]) == 0
+    assert main([str(tgz), "--dest", str(dest), "--only", "h200-nope"]) == 2
+    assert main([str(tmp_path / "missing.tgz")]) == 2
