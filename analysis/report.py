@@ -192,7 +192,7 @@ def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
 def overhead_ratios(table: pd.DataFrame) -> list[str]:
     """One line per start that a cold one is measured against: what a warm (or seeded, or new-config)
     start costs as a fraction of a cold compile. Empty without a cold run."""
-    by = table.set_index("phase") if len(table) else table
+    by = table.set_index("phase")
     cold = OVERHEAD_PHASES["cold"]
     if cold not in by.index:
         return []

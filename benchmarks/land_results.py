@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         print(e, file=sys.stderr)
         return 2
+    except (tarfile.TarError, EOFError) as e:  # a truncated or foreign file: one line
+        print(f"land_results: cannot read {args.tgz} as a tar.gz ({e}); collect it again", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from orchestrator.executor import BlockContext, Executor, Job, with_seed
 from orchestrator.launch import identity_row
-from orchestrator.progress import format_duration
+from orchestrator.progress import CACHE_WORDS, format_duration
 from orchestrator.runspec import Block, Plan, RunSpec
 from orchestrator.version import ablate_version
 
@@ -345,8 +345,8 @@ class SweepDriver:
             rr.heard = now
             where = "starting" if rr.step is None else f"at step {rr.step}/{rr.total}"
             why = ""
-            if rr.step is None and rr.compile_cache in ("cold", "seeded", "warm"):
-                why = f"; node compile cache {'empty' if rr.compile_cache == 'cold' else rr.compile_cache}"
+            if rr.step is None and rr.compile_cache in CACHE_WORDS:
+                why = f"; node compile cache {CACHE_WORDS[rr.compile_cache]}"
             self._emit(
                 "message",
                 text=f"{rr.run_id} ({rr.arm}) still {where} after {format_duration(now - rr.started)}{why}",

@@ -35,11 +35,8 @@ def _run_line(event: dict) -> str:
     return f"{row['run_id']} ({row['arm']}) {row['status']}{loss_txt}{wall_txt} (attempt {row['attempt']})"
 
 
-_CACHE_WORDS = {  # the node's cache as the run starts ("empty": a CPU run that compiles nothing, too)
-    "cold": "compile cache empty",
-    "warm": "compile cache warm",
-    "seeded": "compile cache seeded from another node",
-}
+CACHE_WORDS = {"cold": "empty", "warm": "warm", "seeded": "seeded"}
+"""A node's compile cache as a run starts, in words ("empty", not "cold": a CPU run compiles nothing)."""
 
 
 class PlainProgress:
@@ -64,11 +61,12 @@ class PlainProgress:
         if kind == "sweep_start":
             return f"{state.to_run} run(s) to run, {state.skipped} already done of {state.planned} planned"
         if kind == "run_start":
-            cache = _CACHE_WORDS.get(event.get("compile_cache") or "")
-            return (
-                f"start {event['run_id']} on node {_short(event.get('node_id'))} (attempt {event['attempt']}"
-                + (f", {cache})" if cache else ")")
-            )
+            began = event.get("compile_cache")
+            cache = f", compile cache {CACHE_WORDS[began]}" if began in CACHE_WORDS else ""
+            if began == "seeded":
+                cache += " from another node"
+            node = _short(event.get("node_id"))
+            return f"start {event['run_id']} on node {node} (attempt {event['attempt']}{cache})"
         if kind == "step" and event.get("val_loss") is not None:
             return f"{event['run_id']} step {event['step']}/{event['total']} val_loss {event['val_loss']:.4f}"
         if kind == "run":
@@ -95,9 +93,6 @@ class PlainProgress:
 
     def close(self) -> None:
         pass
-
-
-_LIVE_CACHE_WORDS = {"cold": "cache empty", "warm": "cache warm", "seeded": "cache seeded"}
 
 
 class LiveProgress(PlainProgress):
@@ -143,8 +138,8 @@ class LiveProgress(PlainProgress):
             if r.step is not None:
                 step = f"{r.step}/{r.total}"
             else:
-                cache = _LIVE_CACHE_WORDS.get(getattr(r, "compile_cache", None) or "")
-                step = f"starting ({cache})" if cache else "starting"
+                cache = CACHE_WORDS.get(r.compile_cache or "")
+                step = f"starting (cache {cache})" if cache else "starting"
             loss = f"{r.val_loss:.4f}" if r.val_loss is not None else "-"
             elapsed = format_duration(time.monotonic() - r.started)
             table.add_row(_short(r.node_id), r.run_id, r.arm, str(r.attempt), step, loss, elapsed)

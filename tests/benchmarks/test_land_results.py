@@ -52,3 +52,6 @@ def test_land_unpacks_scrubs_and_reports(tgz, tmp_path):
     assert main([str(tgz), "--dest", str(dest), "--replace"]) == 0
     assert main([str(tgz), "--dest", str(dest), "--only", "h200-nope"]) == 2
     assert main([str(tmp_path / "missing.tgz")]) == 2
+    cut = tmp_path / "cut.tgz"
+    cut.write_bytes(tgz.read_bytes()[:200])  # a transfer cut short
+    assert main([str(cut), "--dest", str(tmp_path / "elsewhere")]) == 2
