@@ -23,27 +23,65 @@ def _mean_ci(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(half)
 
 
-def layer_ablation(points: pd.DataFrame, baseline_mean: float | None, target: float | None):
-    """The seed's drop-one plot: x layer index, y final val loss (mean ± 95 % interval when n > 1).
+def _runs_of_adjacent(x: np.ndarray) -> list[slice]:
+    """Slices of sorted layer indices that follow one another: [0, 1, 2, 5, 6, 11] -> 0:3, 3:5, 5:6."""
+    cuts = [0, *(np.flatnonzero(np.diff(x) != 1) + 1), len(x)]
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
-    points: columns `series`, `layer` (int), `final_val_loss`; one line per series.
+
+def layer_ablation(
+    points: pd.DataFrame,
+    baseline_mean: float | None,
+    target: float | None,
+    baseline_time_s: float | None = None,
+):
+    """The seed's drop-one plot: x layer index; y final val loss and, below it, train time (mean ± 95 %
+    interval when n > 1), each against the baseline's mean.
+
+    points: columns `series`, `layer` (int), `final_val_loss`, and optionally `train_time_s`; one line
+    per series. A line joins adjacent layers only: a grid of layers 0 and 11 is two points, not a line
+    drawn through ten layers that never ran. Returns (figure, [loss axes, time axes]); the time panel
+    is there only when `train_time_s` is.
     """
-    fig = Figure(figsize=(8, 4.5))
-    ax = fig.subplots()
-    for i, (name, grp) in enumerate(points.groupby("series", sort=True)):
-        rows = [(layer, *_mean_ci(g["final_val_loss"].to_numpy(float))) for layer, g in grp.groupby("layer")]
-        x, y, err = (np.array(v) for v in zip(*rows, strict=True))
-        ax.errorbar(x, y, yerr=err, marker=MARKERS[i % len(MARKERS)], capsize=3, label=str(name))
-    if baseline_mean is not None:
-        ax.axhline(baseline_mean, color="black", linestyle="--", linewidth=1, label="baseline mean")
-    if target is not None:
-        ax.axhline(target, color="red", linestyle=":", linewidth=1, label=f"target {target}")
-    ax.set_xlabel("layer index")
-    ax.set_ylabel("final val loss")
-    ax.set_title("Layer ablation (mean, 95 % interval where n > 1)")
-    ax.legend(fontsize=8)
+    panels = [("final_val_loss", "final val loss", baseline_mean)]
+    if "train_time_s" in points.columns and points["train_time_s"].notna().any():
+        panels.append(("train_time_s", "train time (s)", baseline_time_s))
+    fig = Figure(figsize=(8, 4.5 if len(panels) == 1 else 6.5))
+    axes = list(fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0])
+    for ax, (col, ylabel, ref) in zip(axes, panels, strict=True):
+        for i, (name, grp) in enumerate(points.groupby("series", sort=True)):
+            vals = grp.dropna(subset=[col])
+            rows = [(layer, *_mean_ci(g[col].to_numpy(float))) for layer, g in vals.groupby("layer")]
+            if not rows:
+                continue
+            x, y, err = (np.array(v) for v in zip(*rows, strict=True))
+            color = f"C{i}"
+            ax.errorbar(
+                x,
+                y,
+                yerr=err,
+                marker=MARKERS[i % len(MARKERS)],
+                linestyle="none",
+                capsize=3,
+                color=color,
+                label=str(name),
+            )
+            for part in _runs_of_adjacent(x):
+                if part.stop - part.start > 1:
+                    ax.plot(x[part], y[part], color=color, linewidth=1.2)
+        if ref is not None:
+            ax.axhline(ref, color="black", linestyle="--", linewidth=1, label="baseline mean")
+        if target is not None and col == "final_val_loss":
+            ax.axhline(target, color="red", linestyle=":", linewidth=1, label=f"target {target}")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    layers = np.sort(points["layer"].unique())
+    if len(layers) and layers.max() - layers.min() <= 48:
+        axes[-1].set_xticks(np.arange(layers.min(), layers.max() + 1))
+    axes[-1].set_xlabel("layer index")
+    axes[0].set_title("Layer ablation (mean, 95 % interval where n > 1)")
     fig.tight_layout()
-    return fig, ax
+    return fig, axes
 
 
 def loss_curves(steps: pd.DataFrame, runs: pd.DataFrame):

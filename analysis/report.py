@@ -115,7 +115,7 @@ def grid_section(runs: pd.DataFrame, sweep: dict, target) -> tuple[str, pd.DataF
 
 
 def layer_points(runs: pd.DataFrame) -> pd.DataFrame:
-    """(series, layer, final_val_loss) for arms that vary a list-valued knob by one layer.
+    """(series, layer, final_val_loss, train_time_s) for arms that vary a list-valued knob by one layer.
 
     The layer of a run is the element of its list not common to every run of its arm: `mlp_off=[3]`
     gives 3 in "drop one"; `[0, 3]` gives 3 in "drop MLP 0 and one more". Arms where that is not a
@@ -132,8 +132,11 @@ def layer_points(runs: pd.DataFrame) -> pd.DataFrame:
             extra = [sorted(set(x) - common) for x in lists]
             if all(len(e) == 1 and isinstance(e[0], int) for e in extra):
                 label = f"{arm} ({col[5:]})"
-                rows += [(label, e[0], v) for e, v in zip(extra, g["final_val_loss"], strict=True)]
-    return pd.DataFrame(rows, columns=["series", "layer", "final_val_loss"])
+                times = g["train_time_ms"] / 1000.0
+                rows += [
+                    (label, e[0], v, t) for e, v, t in zip(extra, g["final_val_loss"], times, strict=True)
+                ]
+    return pd.DataFrame(rows, columns=["series", "layer", "final_val_loss", "train_time_s"])
 
 
 def _as_list(v):
@@ -261,9 +264,14 @@ def make_figures(runs: pd.DataFrame, steps: pd.DataFrame, base: str | None, targ
         figs["final_loss"] = figures.loss_distribution(ok)[0]
     pts = layer_points(runs)
     if len(pts):
-        base_vals = ok.loc[ok["arm"] == base, "final_val_loss"].dropna()
+        base_runs = ok[ok["arm"] == base]
+        base_loss = base_runs["final_val_loss"].dropna()
+        base_time = base_runs["train_time_ms"].dropna() / 1000.0
         figs["layer_ablation"] = figures.layer_ablation(
-            pts, base_vals.mean() if len(base_vals) else None, target
+            pts,
+            base_loss.mean() if len(base_loss) else None,
+            target,
+            base_time.mean() if len(base_time) else None,
         )[0]
     if len(steps) and steps["val_loss"].notna().any():
         figs["loss_curves"] = figures.loss_curves(steps, runs)[0]

@@ -117,11 +117,44 @@ def test_h200_ab_holds_the_readmes_verdict_and_overheads():
 def test_seed_demo_start_ups_are_the_readmes():
     """Start -> step-0 validation from the driver's time stamps, cold then seeded (issue 7's demo)."""
     text = (ROOT / "benchmarks" / "results" / "h200_seed_demo.txt").read_text()
-    stamps = re.findall(r"^\[(\d\d:\d\d:\d\d)\] .*?(start \w+ on node|step 0/)", text, flags=re.M)
+    first, complete = text.split("\n# The complete seeded run", 1)
+    stamps = re.findall(r"^\[(\d\d:\d\d:\d\d)\] .*?(start \w+ on node|step 0/)", first, flags=re.M)
     times = [dt.datetime.strptime(t, "%H:%M:%S") for t, _ in stamps]
     kinds = ["start" if k.startswith("start") else "val0" for _, k in stamps]
     assert kinds == ["start", "val0", "start", "val0"]
     cold_s, seeded_s = ((times[i + 1] - times[i]).seconds for i in (0, 2))
-    assert seeded_s <= cold_s / 10 and "wiping the node's compile cache" in text
+    assert seeded_s <= cold_s / 10 and "wiping the node's compile cache" in first
     readme = (ROOT / "README.md").read_text()
     assert f"validation {seeded_s} s after it started, against {cold_s} s cold" in readme
+    # the complete seeded run: its row says seeded, its start-up is a tenth of the cold run's at most
+    seeded = store.read_runs(ROOT / "results" / "h200-seed-demo-seeded").iloc[0]
+    cold = store.read_runs(ROOT / "results" / "h200-seed-demo-cold").iloc[0]
+    assert seeded["compile_cache"] == "seeded" and cold["compile_cache"] == "cold"
+    assert seeded["run_id"] == cold["run_id"]  # one config: the seeded start-up is comparable
+    assert seeded["startup_s"] <= cold["startup_s"] / 10
+    assert "compile cache seeded from another node" in complete
+    assert f"start-up {seeded['startup_s']:.1f} s" in complete
+    quoted = f"start-up of {seeded['startup_s']:.1f} s against {cold['startup_s']:.1f} s"
+    assert quoted in readme, f"README no longer says {quoted!r} (results/h200-seed-demo-*)"
+
+
+def test_h200_drop_one_holds_the_readmes_figures():
+    folder = ROOT / "results" / "h200-drop-one-mlp"
+    runs = store.read_runs(folder)
+    layers = {tuple(json.loads(r["knob_mlp_off"])): r for _, r in runs.iterrows()}
+    assert set(layers) == {(), (0,), (11,)}  # the baseline and layers 0 and 11, one run each
+    base = layers[()]
+    assert base["compile_cache"] == "cold"
+    figure = folder / "figures" / "layer_ablation.png"
+    assert figure.read_bytes() == (ROOT / "docs" / "img" / "h200_layer_ablation.png").read_bytes()
+    readme = " ".join((ROOT / "README.md").read_text().split())  # line breaks as spaces
+    for layer in (0, 11):
+        r = layers[(layer,)]
+        assert r["step_avg_ms"] < base["step_avg_ms"]  # the seed's direction: less time a step
+        pct = 100 * (base["step_avg_ms"] - r["step_avg_ms"]) / base["step_avg_ms"]
+        quoted = (
+            f"layer {layer}: {r['step_avg_ms']:.1f} ms a step ({pct:.1f} % less), "
+            f"val loss {r['final_val_loss']:.4f}"
+        )
+        assert quoted in readme, f"README no longer says {quoted!r} (results/h200-drop-one-mlp)"
+    assert f"baseline {base['step_avg_ms']:.1f} ms, val loss {base['final_val_loss']:.4f}" in readme

@@ -14,12 +14,14 @@ def test_layer_ablation_lines_intervals_and_reference_lines():
             "final_val_loss": [3.29, 3.30, 3.31, 3.30, 3.31, 3.32, 3.34],
         }
     )
-    fig, ax = figures.layer_ablation(pts, baseline_mean=3.278, target=3.28)
+    fig, axes = figures.layer_ablation(pts, baseline_mean=3.278, target=3.28)
+    (ax,) = axes  # no train_time_s column: the loss panel alone
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert sorted(labels) == ["baseline mean", "drop 0 and one", "drop one", "target 3.28"]
-    hlines = {line.get_label(): line.get_ydata()[0] for line in ax.lines}
+    hlines = {line.get_label(): line.get_ydata()[0] for line in ax.lines if line.get_label() in labels}
     assert hlines["baseline mean"] == 3.278 and hlines["target 3.28"] == 3.28
     assert ax.get_xlabel() == "layer index" and fig.axes == [ax]
+    assert list(ax.get_xticks()) == [1, 2, 3]
     # n == 2 points get an error bar, n == 1 points a zero one
     ebar = next(c for c in ax.containers if c.get_label() == "drop 0 and one")
     assert list(ebar.lines[0].get_ydata()) == pytest.approx([3.305, 3.33])
@@ -32,6 +34,36 @@ def test_layer_ablation_lines_intervals_and_reference_lines():
         "drop 0 and one",
         "drop one",
     ]
+
+
+def _joining_lines(ax):
+    """x data of the lines that join points (not markers alone, not reference lines)."""
+    return [
+        list(line.get_xdata())
+        for line in ax.lines
+        if line.get_linestyle() != "None" and not line.get_label().startswith(("baseline", "target"))
+    ]
+
+
+def test_layer_ablation_joins_adjacent_layers_only_and_draws_train_time():
+    pts = pd.DataFrame(
+        {
+            "series": ["drop one"] * 5,
+            "layer": [0, 1, 2, 5, 11],
+            "final_val_loss": [3.27, 3.30, 3.31, 3.30, 3.29],
+            "train_time_s": [150.1, 152.0, 152.3, 151.9, 150.0],
+        }
+    )
+    fig, (loss_ax, time_ax) = figures.layer_ablation(pts, 3.28, None, baseline_time_s=153.0)
+    assert fig.axes == [loss_ax, time_ax]
+    # 0-1-2 is one line; 5 and 11 stand alone (no line drawn across layers that never ran)
+    assert _joining_lines(loss_ax) == [[0, 1, 2]] and _joining_lines(time_ax) == [[0, 1, 2]]
+    assert time_ax.get_ylabel() == "train time (s)" and loss_ax.get_ylabel() == "final val loss"
+    ref = {line.get_label(): line.get_ydata()[0] for line in time_ax.lines}
+    assert ref["baseline mean"] == 153.0
+    times = next(c for c in time_ax.containers if c.get_label() == "drop one")
+    assert list(times.lines[0].get_ydata()) == [150.1, 152.0, 152.3, 151.9, 150.0]
+    assert list(time_ax.get_xticks()) == list(range(12)) and time_ax.get_xlabel() == "layer index"
 
 
 def test_train_times_marker_per_node_and_loss_distribution():

@@ -60,6 +60,9 @@ def test_layer_points_infer_the_layer_not_common_to_the_arm(tmp_path):
     assert set(pts["series"]) == {"drop_one (mlp_off)", "drop_0_and_one (mlp_off)"}
     assert sorted(set(pts.loc[pts["series"] == "drop_0_and_one (mlp_off)", "layer"])) == list(range(1, 12))
     assert len(pts) == 11 + 22
+    # each point carries its run's train time, for the figure's time panel
+    others = runs.loc[runs["arm"] != "baseline", "train_time_ms"] / 1000.0
+    assert sorted(pts["train_time_s"]) == pytest.approx(sorted(others))
 
 
 def test_layer_points_from_label_column(tmp_path):
