@@ -153,6 +153,8 @@ class SweepState:
     walls: list[float] = field(default_factory=list)
     warm_walls: list[float] = field(default_factory=list)
     """Wall times of the ended runs whose node cache was not cold (the next runs on a node look alike)."""
+    uncompiled_walls: list[float] = field(default_factory=list)
+    """Wall times of the ended cold runs less their torch.compile time (for the ETA until a warm run ends)."""
     decided: str | None = None
     cancelled: bool = False
     deferred: int = 0
@@ -164,11 +166,27 @@ class SweepState:
     def finished(self) -> int:
         return sum(self.done.values())
 
+    def record(self, row: dict) -> None:
+        """Count an ended run (its row) and keep its wall time for the estimates."""
+        self.done[row["status"]] += 1
+        wall = float(row.get("wall_s") or 0.0)
+        self.walls.append(wall)
+        if row.get("compile_cache") not in ("cold", None):
+            self.warm_walls.append(wall)
+        elif row.get("compile_s") is not None and wall > float(row["compile_s"]):
+            self.uncompiled_walls.append(wall - float(row["compile_s"]))
+
     def eta_s(self, parallel: int) -> float | None:
-        """Remaining runs × mean wall time / blocks at once (None before the first run ends)."""
+        """Remaining runs × mean wall time / blocks at once (None before the first run ends).
+
+        Until a warm run has ended, a cold run's wall less its compile time stands for the next runs:
+        its cold wall would say minutes per run where the cache makes it one (h200-mini: 444 s cold, then
+        105-110 s for new configs). `run_estimate_s` stays the cautious one, for `--time-limit`."""
         per_run = self.run_estimate_s()
         if per_run is None:
             return None
+        if not self.warm_walls and self.uncompiled_walls:
+            per_run = sum(self.uncompiled_walls) / len(self.uncompiled_walls)
         left = self.to_run - self.finished - self.deferred
         return max(0.0, left * per_run / max(1, parallel))
 
@@ -452,11 +470,7 @@ class SweepDriver:
         self.store.write_run(self.results_dir, complete_row(row, run, self.plan), self.plan.knob_types)
         job.reported.add(run.run_id)
         self.state.running.pop(run.run_id, None)
-        self.state.done[row["status"]] += 1
-        wall = float(row.get("wall_s") or 0.0)
-        self.state.walls.append(wall)
-        if row.get("compile_cache") not in ("cold", None):
-            self.state.warm_walls.append(wall)
+        self.state.record(row)
         self._write_status(force=True)
 
     def _on_cache(self, job: Job, event: dict) -> None:

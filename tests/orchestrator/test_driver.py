@@ -247,13 +247,16 @@ def test_run_estimate_leaves_out_cold_compiles_once_warm_runs_ended():
 
     state = SweepState(planned=8, skipped=0, to_run=8, planned_per_arm={"a": 4, "b": 4})
     assert state.run_estimate_s() is None and state.eta_s(1) is None
-    state.walls.append(453.0)  # the first run compiled cold: all there is to go by
-    assert state.run_estimate_s() == 453.0
-    state.walls += [137.0, 78.0]
-    state.warm_walls += [137.0, 78.0]  # the next runs on the node will look like these
+    # the first run compiled cold: all there is to go by (a trainer that did not say its compile time)
+    state.record({"status": "ok", "wall_s": 453.0, "compile_cache": "cold", "compile_s": None})
+    assert state.run_estimate_s() == 453.0 and state.eta_s(1) == 7 * 453.0
+    # the ETA, not the cautious estimate of --time-limit, takes a cold run less its compile time
+    state.record({"status": "ok", "wall_s": 453.0, "compile_cache": "cold", "compile_s": 366.0})
+    assert state.eta_s(1) == pytest.approx(6 * 87.0) and state.run_estimate_s() == 453.0
+    for wall in (137.0, 78.0):  # the next runs on the node will look like these
+        state.record({"status": "ok", "wall_s": wall, "compile_cache": "warm", "compile_s": 40.0})
     assert state.run_estimate_s() == pytest.approx(107.5)
-    state.done["ok"] = 3
-    assert state.eta_s(1) == pytest.approx(5 * 107.5)
+    assert state.done["ok"] == 4 and state.eta_s(1) == pytest.approx(4 * 107.5)
 
 
 class QuietAfterStart(InProcessExecutor):
