@@ -34,14 +34,16 @@ def layer_ablation(
     baseline_mean: float | None,
     target: float | None,
     baseline_time_s: float | None = None,
+    num_layers: int | None = None,
 ):
     """The seed's drop-one plot: x layer index; y final val loss and, below it, train time (mean ± 95 %
     interval when n > 1), each against the baseline's mean.
 
     points: columns `series`, `layer` (int), `final_val_loss`, and optionally `train_time_s`; one line
     per series. A line joins adjacent layers only: a grid of layers 0 and 11 is two points, not a line
-    drawn through ten layers that never ran. Returns (figure, [loss axes, time axes]); the time panel
-    is there only when `train_time_s` is.
+    drawn through ten layers that never ran. With `num_layers` the axis shows every layer of the model
+    (the ones left out of the grid too). Returns (figure, [loss axes, time axes]); the time panel is
+    there only when `train_time_s` is.
     """
     panels = [("final_val_loss", "final val loss", baseline_mean)]
     if "train_time_s" in points.columns and points["train_time_s"].notna().any():
@@ -75,9 +77,14 @@ def layer_ablation(
             ax.axhline(target, color="red", linestyle=":", linewidth=1, label=f"target {target}")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
-    layers = np.sort(points["layer"].unique())
-    if len(layers) and layers.max() - layers.min() <= 48:
-        axes[-1].set_xticks(np.arange(layers.min(), layers.max() + 1))
+    layers = points["layer"]
+    if len(layers):
+        lo, hi = int(layers.min()), int(layers.max())
+        if num_layers and lo >= 0 and hi < num_layers:
+            lo, hi = 0, num_layers - 1
+        if hi - lo <= 48:  # a tick a layer while they can be read
+            axes[-1].set_xticks(np.arange(lo, hi + 1))
+            axes[-1].set_xlim(lo - 0.5, hi + 0.5)
     axes[-1].set_xlabel("layer index")
     axes[0].set_title("Layer ablation (mean, 95 % interval where n > 1)")
     fig.tight_layout()

@@ -139,6 +139,21 @@ def layer_points(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["series", "layer", "final_val_loss", "train_time_s"])
 
 
+def _num_layers(runs: pd.DataFrame) -> int | None:
+    """The model's layer count from the runs' trainer parameters (ours record it; other scripts: None)."""
+    if "params" not in runs.columns:
+        return None
+    counts = set()
+    for p in runs["params"].dropna():
+        try:
+            n = json.loads(p).get("num_layers") if isinstance(p, str) else None
+        except (json.JSONDecodeError, AttributeError):
+            n = None
+        if isinstance(n, int) and n > 0:
+            counts.add(n)
+    return counts.pop() if len(counts) == 1 else None
+
+
 def _as_list(v):
     if isinstance(v, str):
         try:
@@ -272,6 +287,7 @@ def make_figures(runs: pd.DataFrame, steps: pd.DataFrame, base: str | None, targ
             base_loss.mean() if len(base_loss) else None,
             target,
             base_time.mean() if len(base_time) else None,
+            num_layers=_num_layers(ok),
         )[0]
     if len(steps) and steps["val_loss"].notna().any():
         figs["loss_curves"] = figures.loss_curves(steps, runs)[0]

@@ -64,6 +64,11 @@ def test_layer_ablation_joins_adjacent_layers_only_and_draws_train_time():
     times = next(c for c in time_ax.containers if c.get_label() == "drop one")
     assert list(times.lines[0].get_ydata()) == [150.1, 152.0, 152.3, 151.9, 150.0]
     assert list(time_ax.get_xticks()) == list(range(12)) and time_ax.get_xlabel() == "layer index"
+    # the model's layer count puts every layer on the axis, those left out of the grid too
+    _, axes = figures.layer_ablation(pts[pts["layer"] < 6], 3.28, None, num_layers=12)
+    assert list(axes[-1].get_xticks()) == list(range(12))
+    _, axes = figures.layer_ablation(pts[pts["layer"] < 6], 3.28, None)
+    assert list(axes[-1].get_xticks()) == list(range(6))
 
 
 def test_train_times_marker_per_node_and_loss_distribution():

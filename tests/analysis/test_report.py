@@ -189,3 +189,14 @@ def test_overhead_ratios_against_the_cold_start():
     ]
     assert overhead_ratios(table.iloc[1:]) == []  # nothing to measure against without a cold run
     assert overhead_ratios(table.iloc[:0]) == []
+
+
+def test_layer_figure_spans_the_models_layers_from_run_params(tmp_path):
+    from analysis.report import make_figures
+
+    for i, layer in enumerate([2, 5]):
+        row = run_row(f"x{i}", "drop", loss=3.3, time_ms=1.0, params={"mlp_off": [layer], "num_layers": 12})
+        store.write_run(tmp_path, row, {"mlp_off": "json"})
+    store.write_run(tmp_path, run_row("b", "base", loss=3.3, time_ms=1.0, params={"num_layers": 12}), {})
+    fig = make_figures(store.read_runs(tmp_path), pd.DataFrame(), "base", None)["layer_ablation"]
+    assert list(fig.axes[-1].get_xticks()) == list(range(12))
