@@ -161,6 +161,9 @@ class SweepState:
     """Runs left for the next invocation by --max-blocks / --time-limit."""
     stop_reason: str | None = None
     started: float = field(default_factory=time.monotonic)
+    plan_run_s: float | None = None
+    """The plan's mean estimate of a run to run (the preset's cost table or the spec's estimate_min):
+    the ETA until a run has ended. None when a run has no estimate."""
 
     @property
     def finished(self) -> int:
@@ -177,12 +180,15 @@ class SweepState:
             self.uncompiled_walls.append(wall - float(row["compile_s"]))
 
     def eta_s(self, parallel: int) -> float | None:
-        """Remaining runs × mean wall time / blocks at once (None before the first run ends).
+        """Remaining runs × mean wall time / blocks at once (before the first run ends: the plan's
+        estimate, None without one).
 
         Until a warm run has ended, a cold run's wall less its compile time stands for the next runs:
         its cold wall would say minutes per run where the cache makes it one (h200-mini: 444 s cold, then
         105-110 s for new configs). `run_estimate_s` stays the cautious one, for `--time-limit`."""
         per_run = self.run_estimate_s()
+        if per_run is None:
+            per_run = self.plan_run_s
         if per_run is None:
             return None
         if not self.warm_walls and self.uncompiled_walls:
@@ -195,6 +201,13 @@ class SweepState:
         are any (a cold start costs minutes once per node and config), else of all (None: none ended)."""
         walls = self.warm_walls or self.walls
         return sum(walls) / len(walls) if walls else None
+
+
+def _mean_estimate(runs: list) -> float | None:
+    estimates = [r.estimate_s for r in runs]
+    if not estimates or None in estimates:
+        return None
+    return sum(estimates) / len(estimates)
 
 
 def pending_blocks(plan: Plan, done: set[str] | frozenset[str]) -> list[Block]:
@@ -264,6 +277,7 @@ class SweepDriver:
             skipped=len(done),
             to_run=sum(len(b.runs) for b in self.queue),
             planned_per_arm=dict(Counter(r.arm for r in plan.runs)),
+            plan_run_s=_mean_estimate([r for b in self.queue for r in b.runs]),
         )
         self._status_at = 0.0
 

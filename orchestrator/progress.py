@@ -59,7 +59,11 @@ class PlainProgress:
     def _line(self, kind, state, job, event, text) -> str | None:
         done = f"[{state.finished}/{state.to_run}]"
         if kind == "sweep_start":
-            return f"{state.to_run} run(s) to run, {state.skipped} already done of {state.planned} planned"
+            line = f"{state.to_run} run(s) to run, {state.skipped} already done of {state.planned} planned"
+            eta = state.eta_s(self.parallel) if state.to_run else None
+            if eta is not None:  # before any run ended: the plan's estimate
+                line += f"; about {format_duration(eta)} by the plan's estimate"
+            return line
         if kind == "run_start":
             began = event.get("compile_cache")
             cache = f", compile cache {CACHE_WORDS[began]}" if began in CACHE_WORDS else ""

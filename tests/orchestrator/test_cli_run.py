@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 
@@ -21,6 +22,7 @@ runs_per_arm: 2
 order: alternate
 resources: {{gpus_per_run: 0}}
 target_val_loss: null
+estimate_min: 0.5
 arms:
   base: {{command: [python, {job}, --steps, "{steps}"]}}
   cand: {{command: [python, {job}, --steps, "{steps}", --loss, "3.2"]}}
@@ -101,7 +103,8 @@ def test_run_resume_refuse_changed_spec_and_status(tmp_path, capsys):
     argv = ["run", str(spec), "--results", str(results), "--no-report", "--plain", "--num-cpus", "2"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "4 run(s) to run, 0 already done of 4 planned" in out
+    assert "4 run(s) to run, 0 already done of 4 planned; about " in out
+    assert re.search(r"about (1m00s|2m00s) by the plan's estimate", out)  # 4 runs of 30 s, 1 or 2 at once
     assert "sweep done: 4 ok" in out
     assert (results / "spec.yaml").read_text() == spec.read_text()
     sweep = json.loads((results / "sweep.json").read_text())

@@ -247,6 +247,8 @@ def test_run_estimate_leaves_out_cold_compiles_once_warm_runs_ended():
 
     state = SweepState(planned=8, skipped=0, to_run=8, planned_per_arm={"a": 4, "b": 4})
     assert state.run_estimate_s() is None and state.eta_s(1) is None
+    state.plan_run_s = 99.0  # the plan's estimate (h200-mini's cost table): the ETA until a run ends
+    assert state.eta_s(2) == 4 * 99.0 and state.run_estimate_s() is None
     # the first run compiled cold: all there is to go by (a trainer that did not say its compile time)
     state.record({"status": "ok", "wall_s": 453.0, "compile_cache": "cold", "compile_s": None})
     assert state.run_estimate_s() == 453.0 and state.eta_s(1) == 7 * 453.0
