@@ -10,6 +10,9 @@
 #   seeddemo  sweeps/h200_seed_demo.yaml twice, the node's cache wiped in between: the second run's
 #           start-up is the seeded one (~9 minutes in all). After dropone (whose cold baseline has
 #           the same graphs, and published them) only the seeded half runs (~1.5 minutes)
+#   dropall the seed's whole drop-one-MLP figure at h200-mini (sweeps/drop_one_mlp.yaml --profile h200:
+#           baseline, drop one of 0-11, drop 0 and one of 1-11; 24 runs), --time-limit ${TIME_LIMIT:-24m};
+#           two sessions: the second resumes the results brought back (results/h200-drop-one-mlp-all)
 #   x8      issue 9 on nvidia-h200-x8: sweeps/speedrun_ab.yaml --profile synthetic (8 GPUs a run),
 #           --time-limit ${TIME_LIMIT:-24m}. A later session resumes: carry the results brought back
 #           (results/h200-x8-speedrun-ab, copied into $W/results first) and run the part again. Keep
@@ -69,12 +72,21 @@ if has seeddemo; then
     wipe_node_cache
     ablate_run h200_seed_demo h200-seed-demo-seeded h200_seed_demo_seeded
 fi
-# issue 9 (a machine of 8 GPUs): the seed's A/B at full scale, in parts: no block starts that would not
-# end within TIME_LIMIT of the sweep's start (exit 3 while runs are left; the next session resumes)
-if has x8; then
-    if [ -d results/h200-x8-speedrun-ab ]; then  # carried from an earlier session: resume it
-        mkdir -p "$W/results" && cp -r results/h200-x8-speedrun-ab "$W/results/" && rm -f "$W/results/h200-x8-speedrun-ab/.lock"
+resume_carried() {  # a results folder brought back from an earlier session: copy it in, to resume it
+    if [ -d "results/$1" ]; then
+        mkdir -p "$W/results" && cp -r "results/$1" "$W/results/" && rm -f "$W/results/$1/.lock"
+        stamp "resuming results/$1 ($(ls "$W/results/$1/runs" 2>/dev/null | wc -l) run(s) done)"
     fi
+}
+# sweeps in parts: no block starts that would not end within TIME_LIMIT of the sweep's start (exit 3
+# while runs are left; the next session resumes)
+if has dropall; then
+    resume_carried h200-drop-one-mlp-all
+    ablate_run drop_one_mlp h200-drop-one-mlp-all drop_one_mlp_all --profile h200 --time-limit "${TIME_LIMIT:-24m}"
+fi
+# issue 9 (a machine of 8 GPUs): the seed's A/B at full scale
+if has x8; then
+    resume_carried h200-x8-speedrun-ab
     ablate_run speedrun_ab h200-x8-speedrun-ab speedrun_ab --profile synthetic --time-limit "${TIME_LIMIT:-24m}"
 fi
 stamp "done"

@@ -55,3 +55,28 @@ def test_land_unpacks_scrubs_and_reports(tgz, tmp_path):
     cut = tmp_path / "cut.tgz"
     cut.write_bytes(tgz.read_bytes()[:200])  # a transfer cut short
     assert main([str(cut), "--dest", str(tmp_path / "elsewhere")]) == 2
+
+
+def test_a_sweep_in_parts_resumes_from_the_landed_folder(tmp_path, capsys):
+    """The GPU workflow of a sweep in two sessions: part one on the machine (--max-blocks), its folder
+    brought back and landed, part two resumes the landed folder and runs only what is missing."""
+    from orchestrator.cli import main as ablate
+    from tests.orchestrator.test_cli_run import write_spec
+
+    spec = write_spec(tmp_path)
+    machine = tmp_path / "chain" / "results" / "h200-parts"
+    common = ["--plain", "--no-report", "--num-cpus", "2"]
+    assert ablate(["run", str(spec), "--results", str(machine), "--max-blocks", "1", *common]) == 3
+    first = set(store.read_runs(machine)["run_id"])
+    tgz = tmp_path / "results.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(machine.parent, arcname="results")
+    dest = tmp_path / "repo" / "results"
+    (line,) = land(tgz, dest)
+    assert "h200-parts" in line and not (dest / "h200-parts" / ".lock").exists()
+    capsys.readouterr()
+    assert ablate(["run", str(spec), "--results", str(dest / "h200-parts"), *common]) == 0
+    out = capsys.readouterr().out
+    assert "already done of 4 planned" in out and f"{4 - len(first)} run(s) to run" in out
+    runs = store.read_runs(dest / "h200-parts")
+    assert len(runs) == 4 and first < set(runs["run_id"]) and (runs["status"] == "ok").all()

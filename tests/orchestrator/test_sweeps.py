@@ -78,6 +78,15 @@ def test_drop_one_mlp_series():
     )
     # replicates interleave: all of replicate 0 before any of replicate 1
     assert [r.replicate for r in plan.runs] == [0] * 24 + [1] * 24
+    # on one H200 (benchmarks/h200_chain.sh part dropall): the same 24 points at h200-mini, once each,
+    # on synthetic shards with no target, the blue series before the red one (a sweep in two parts)
+    spec, h200 = _plan("drop_one_mlp.yaml", "h200")
+    assert [(r.arm, r.params["mlp_off"]) for r in h200.runs] == [
+        (r.arm, r.params["mlp_off"]) for r in plan.runs
+    ][:24]
+    assert all(r.gpus == 1 and r.preset == "h200-mini" and r.params["steps"] == 300 for r in h200.runs)
+    assert spec.target_val_loss is None and spec.name == "drop_one_mlp-h200"
+    assert spec.resources.compile_cache_dir is not None  # the first run publishes its cache there
 
 
 def test_ve_patterns_are_the_issue_list():
