@@ -10,6 +10,9 @@
 #   seeddemo  sweeps/h200_seed_demo.yaml twice, the node's cache wiped in between: the second run's
 #           start-up is the seeded one (~9 minutes in all). After dropone (whose cold baseline has
 #           the same graphs, and published them) only the seeded half runs (~1.5 minutes)
+#   compilegap  why h200-mini's cold compile (~366 s) is twice pr117's (~172 s): h200-mini cold as it is
+#           (token windows, stage schedule, document cap) and cold with pr117's block windows, each in
+#           its own fresh cache, 60 steps (~12 minutes)
 #   dropall the seed's whole drop-one-MLP figure at h200-mini (sweeps/drop_one_mlp.yaml --profile h200:
 #           baseline, drop one of 0-11, drop 0 and one of 1-11; 24 runs), --time-limit ${TIME_LIMIT:-24m};
 #           two sessions: the second resumes the results brought back (results/h200-drop-one-mlp-all)
@@ -50,6 +53,13 @@ if [[ " $PARTS " == *" speed "* ]] && [ -f .upstream/pr117_train_gpt.py ]; then
 fi
 
 has() { [[ " $PARTS " == *" $1 "* ]]; }
+if has compilegap; then
+    stamp "compile gap: h200-mini token vs block windows, each cold"
+    python3 benchmarks/trainer_speed.py --preset h200-mini --steps 60 --data-dir /tmp/shards \
+        --variant token: --variant block:window_granularity=block \
+        --workdir "$W/gap" --out "$W/compile_gap.json" > "$W/compile_gap.log" 2>&1
+    stamp "compile gap exit $?"
+fi
 ablate_run() {  # spec, results folder name, log name, extra arguments of `ablate run`
     stamp "ablate run $1 -> $2"
     python3 -m orchestrator.cli run "sweeps/$1.yaml" --results "$W/results/$2" --plain "${@:4}" > "$W/$3.log" 2>&1

@@ -51,6 +51,9 @@ class Measured:
     tokens_per_s: float | None
     mfu: float | None
     exit_code: int
+    compile: dict[str, float] | None = None
+    """The trainer's `compile:` line (torch.compile's timers: compile_s, inductor_s, frames, ...; the
+    warm-up and validation times), None where it printed none (compile off, upstream's script)."""
 
 
 def gpu_name() -> str:
@@ -117,7 +120,23 @@ def measure(
         tps,
         mfu,
         code,
+        compile_timers(text),
     )
+
+
+def compile_timers(text: str) -> dict[str, float] | None:
+    """`compile: compile_s:366.12 inductor_s:357.24 frames:8 ... warmup_ms:317834` -> {name: number}."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("compile: ")]
+    if not lines:
+        return None
+    out = {}
+    for item in lines[-1].split()[1:]:
+        key, _, value = item.partition(":")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            continue
+    return out
 
 
 def upstream_copy(script: Path, steps: int, workdir: Path) -> Path:
@@ -260,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nGPU: {gpu}   preset: {args.preset}   steps: {args.steps}")
     print(
         f"{'variant':<14}{'step ms':>9}{'train s':>9}{'tok/s':>12}{'MFU':>7}{'peak MiB':>10}"
-        f"{'val loss':>10}{'start-up s':>12}{'exit':>6}"
+        f"{'val loss':>10}{'start-up s':>12}{'inductor s':>12}{'exit':>6}"
     )
     for m in results.values():
         fmt = lambda v, f: format(v, f) if v is not None else "-"
@@ -268,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{m.name:<14}{fmt(m.step_ms, '9.2f')}{fmt(m.train_time_s, '9.2f')}"
             f"{fmt(m.tokens_per_s, '12,.0f')}"
             f"{fmt(m.mfu and 100 * m.mfu, '6.1f')}%{fmt(m.peak_mib, '10.0f')}{fmt(m.val_loss, '10.4f')}"
-            f"{fmt(m.startup_s, '12.1f')}{m.exit_code:>6}"
+            f"{fmt(m.startup_s, '12.1f')}{fmt(m.compile and m.compile.get('inductor_s'), '12.1f')}"
+            f"{m.exit_code:>6}"
         )
     if args.out:
         write_summary(args, gpu, results)

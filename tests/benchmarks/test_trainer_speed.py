@@ -63,6 +63,14 @@ def test_measure_reads_step_time_tokens_and_startup_from_a_log(bench):
     assert m.tokens_per_s == pytest.approx(2 * 393216 / 1.42)
     assert m.mfu == pytest.approx(6e8 * m.tokens_per_s / 1e15)
     assert (m.val_loss, m.peak_mib) == (7.5, 33480)
+    assert m.compile is None  # no compile line (compile off, or upstream's script)
+    line = "compile: compile_s:366.12 backend_s:358.62 inductor_s:357.24 frames:8 graphs:8 warmup_ms:317834"
+    m = bench.measure("base", f"{log}\n{line} val_ms:71095", wall=11.42, code=0, flops_tok=None, tokens=None,
+                      peak=None)  # fmt: skip
+    assert m.compile == {
+        "compile_s": 366.12, "backend_s": 358.62, "inductor_s": 357.24, "frames": 8, "graphs": 8,
+        "warmup_ms": 317834, "val_ms": 71095,
+    }  # fmt: skip
 
 
 def test_flops_per_token_counts_the_matrices_the_seed_removes(bench):
