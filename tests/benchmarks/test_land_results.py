@@ -61,7 +61,7 @@ def test_a_sweep_in_parts_resumes_from_the_landed_folder(tmp_path, capsys):
     """The GPU workflow of a sweep in two sessions: part one on the machine (--max-blocks), its folder
     brought back and landed, part two resumes the landed folder and runs only what is missing."""
     from orchestrator.cli import main as ablate
-    from tests.orchestrator.test_cli_run import write_spec
+    from tests.orchestrator.helpers import write_spec
 
     spec = write_spec(tmp_path)
     machine = tmp_path / "chain" / "results" / "h200-parts"

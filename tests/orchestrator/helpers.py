@@ -91,3 +91,24 @@ def fake_gpus_allowed():
     finally:
         if saved is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved
+
+
+CLI_SPEC = """\
+name: clitest
+kind: ab
+runs_per_arm: 2
+order: alternate
+resources: {{gpus_per_run: 0}}
+target_val_loss: null
+estimate_min: 0.5
+arms:
+  base: {{command: [python, {job}, --steps, "{steps}"]}}
+  cand: {{command: [python, {job}, --steps, "{steps}", --loss, "3.2"]}}
+"""
+
+
+def write_spec(tmp_path, steps=2):
+    """A small A/B spec of fake jobs (2 + 2 runs, no GPU) for `ablate run` on the command line."""
+    path = tmp_path / "clitest.yaml"
+    path.write_text(CLI_SPEC.format(job=FAKE_JOB, steps=steps))
+    return path

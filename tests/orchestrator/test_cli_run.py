@@ -13,26 +13,7 @@ import pytest
 from analysis import store
 from orchestrator.cli import build_parser, main
 from orchestrator.driver import ResultsLock
-from tests.orchestrator.helpers import FAKE_JOB
-
-SPEC = """\
-name: clitest
-kind: ab
-runs_per_arm: 2
-order: alternate
-resources: {{gpus_per_run: 0}}
-target_val_loss: null
-estimate_min: 0.5
-arms:
-  base: {{command: [python, {job}, --steps, "{steps}"]}}
-  cand: {{command: [python, {job}, --steps, "{steps}", --loss, "3.2"]}}
-"""
-
-
-def write_spec(tmp_path, steps=2):
-    path = tmp_path / "clitest.yaml"
-    path.write_text(SPEC.format(job=FAKE_JOB, steps=steps))
-    return path
+from tests.orchestrator.helpers import FAKE_JOB, write_spec
 
 
 def test_run_help_names_the_options(capsys):
