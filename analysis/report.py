@@ -143,14 +143,7 @@ def _num_layers(runs: pd.DataFrame) -> int | None:
     """The model's layer count from the runs' trainer parameters (ours record it; other scripts: None)."""
     if "params" not in runs.columns:
         return None
-    counts = set()
-    for p in runs["params"].dropna():
-        try:
-            n = json.loads(p).get("num_layers") if isinstance(p, str) else None
-        except (json.JSONDecodeError, AttributeError):
-            n = None
-        if isinstance(n, int) and n > 0:
-            counts.add(n)
+    counts = {json.loads(p).get("num_layers") for p in runs["params"].dropna()} - {None}
     return counts.pop() if len(counts) == 1 else None
 
 

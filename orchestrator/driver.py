@@ -186,13 +186,10 @@ class SweepState:
         Until a warm run has ended, a cold run's wall less its compile time stands for the next runs:
         its cold wall would say minutes per run where the cache makes it one (h200-mini: 444 s cold, then
         105-110 s for new configs). `run_estimate_s` stays the cautious one, for `--time-limit`."""
-        per_run = self.run_estimate_s()
-        if per_run is None:
-            per_run = self.plan_run_s
+        walls = self.warm_walls or self.uncompiled_walls or self.walls
+        per_run = sum(walls) / len(walls) if walls else self.plan_run_s
         if per_run is None:
             return None
-        if not self.warm_walls and self.uncompiled_walls:
-            per_run = sum(self.uncompiled_walls) / len(self.uncompiled_walls)
         left = self.to_run - self.finished - self.deferred
         return max(0.0, left * per_run / max(1, parallel))
 
@@ -203,11 +200,21 @@ class SweepState:
         return sum(walls) / len(walls) if walls else None
 
 
-def _mean_estimate(runs: list) -> float | None:
+def _mean_estimate(runs) -> float | None:
+    """The plan's mean estimate of `runs` (None when one has none)."""
     estimates = [r.estimate_s for r in runs]
     if not estimates or None in estimates:
         return None
     return sum(estimates) / len(estimates)
+
+
+def _state_word(st: SweepState, ended: bool) -> str:
+    """status.json's state: cancelled, running, partial (runs left for the next invocation), finished."""
+    if st.cancelled:
+        return "cancelled"
+    if not ended:
+        return "running"
+    return "partial" if st.deferred else "finished"
 
 
 def pending_blocks(plan: Plan, done: set[str] | frozenset[str]) -> list[Block]:
@@ -387,10 +394,9 @@ class SweepDriver:
     def _block_estimate_s(self, block: Block) -> float | None:
         """Wall seconds the block will take: runs ended so far, else the plan's estimates (None: unknown)."""
         per_run = self.state.run_estimate_s()
-        if per_run is not None:
-            return len(block.runs) * per_run
-        estimates = [r.estimate_s for r in block.runs]
-        return None if None in estimates else float(sum(estimates))
+        if per_run is None:
+            per_run = _mean_estimate(block.runs)
+        return None if per_run is None else len(block.runs) * per_run
 
     def _why_not_start(self, block: Block) -> str | None:
         """Why --max-blocks / --time-limit keep `block` (and what follows it) for the next invocation."""
@@ -562,9 +568,7 @@ class SweepDriver:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "state": "cancelled"
-            if st.cancelled
-            else ("running" if not ended else "partial" if st.deferred else "finished"),
+            "state": _state_word(st, ended),
             "deferred": st.deferred,
             "stop_reason": st.stop_reason,
             "planned": st.planned,
