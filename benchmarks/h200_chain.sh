@@ -16,6 +16,11 @@
 #   dropall the seed's whole drop-one-MLP figure at h200-mini (sweeps/drop_one_mlp.yaml --profile h200:
 #           baseline, drop one of 0-11, drop 0 and one of 1-11; 24 runs), --time-limit ${TIME_LIMIT:-24m};
 #           two sessions: the second resumes the results brought back (results/h200-drop-one-mlp-all)
+#   textspeed  issue 18: trainer_speed at pr117 on the real-text shards in $TEXT (default /tmp/text):
+#           ours base (cold), then upstream's record script, validation budget 1,048,576 tokens on both
+#           sides, as many steps as the corpus holds for upstream's non-cycling loader (at most 80)
+#   textspread issue 18: sweeps/h200_text_spread.yaml (h200-mini on the real-text shards: baseline x4,
+#           mlp_off=[11] x1): the run-to-run spread that sets the real-text figure's repeats (~13 min)
 #   x8      issue 9 on nvidia-h200-x8: sweeps/speedrun_ab.yaml --profile synthetic (8 GPUs a run),
 #           --time-limit ${TIME_LIMIT:-24m}. A later session resumes: carry the results brought back
 #           (results/h200-x8-speedrun-ab, copied into $W/results first) and run the part again. Keep
@@ -31,10 +36,19 @@ source .devcarry/activate.sh
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1  # keep the bundle's path
 stamp() { echo "[chain $(date +%H:%M:%S)] $*"; }
 
+has() { [[ " $PARTS " == *" $1 "* ]]; }
 stamp "gpu: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader); parts: $PARTS"
-stamp "synth"
-python3 -m trainer.data synth --out /tmp/shards --vocab-size 50257 --prefix fineweb \
-    --train-tokens 60000000 --val-tokens 12000000 > "$W/synth.log" 2>&1 || { stamp "synth failed"; exit 1; }
+if [[ " $PARTS " =~ \ (speed|sweeps|ab|dropone|seeddemo|compilegap|dropall|x8)\  ]]; then
+    stamp "synth"
+    python3 -m trainer.data synth --out /tmp/shards --vocab-size 50257 --prefix fineweb \
+        --train-tokens 60000000 --val-tokens 12000000 > "$W/synth.log" 2>&1 || { stamp "synth failed"; exit 1; }
+fi
+TEXT=${TEXT:-/tmp/text}
+if has textspeed || has textspread; then
+    n=$(ls "$TEXT"/fineweb_train_*.bin 2>/dev/null | wc -l)
+    [ "$n" -gt 0 ] || { stamp "no real-text shards in $TEXT (copy them there first: docs/gpu.md)"; exit 1; }
+    stamp "real-text shards in $TEXT: $n train, $(ls "$TEXT"/fineweb_val_*.bin | wc -l) val, $(du -sh "$TEXT" | cut -f1)"
+fi
 
 if [[ " $PARTS " == *" speed "* ]] && [ -f .upstream/pr117_train_gpt.py ]; then
     stamp "trainer_speed"
@@ -52,7 +66,6 @@ if [[ " $PARTS " == *" speed "* ]] && [ -f .upstream/pr117_train_gpt.py ]; then
     fi
 fi
 
-has() { [[ " $PARTS " == *" $1 "* ]]; }
 if has compilegap; then
     stamp "compile gap: h200-mini token vs block windows, each cold"
     python3 benchmarks/trainer_speed.py --preset h200-mini --steps 60 --data-dir /tmp/shards \
@@ -93,6 +106,21 @@ resume_carried() {  # a results folder brought back from an earlier session: cop
 if has dropall; then
     resume_carried h200-drop-one-mlp-all
     ablate_run drop_one_mlp h200-drop-one-mlp-all drop_one_mlp_all --profile h200 --time-limit "${TIME_LIMIT:-24m}"
+fi
+# issue 18: the real-text spread first (it plans the figure's repeats), then ours against upstream
+if has textspread; then ablate_run h200_text_spread h200-text-spread h200_text_spread; fi
+if has textspeed && [ -f .upstream/pr117_train_gpt.py ]; then
+    # upstream's loader does not cycle: a step reads 393,216 tokens (8 x 48 Ki); keep 3 % for its BOS
+    # alignment and stop at 80 steps
+    steps=$(python3 -c "
+import glob, numpy as np
+n = sum(int(np.fromfile(f, dtype=np.int32, count=3)[2]) for f in glob.glob('$TEXT/fineweb_train_*.bin'))
+print(min(80, int(n * 0.97) // 393216))")
+    stamp "trainer_speed on real text: $steps steps"
+    python3 benchmarks/trainer_speed.py --preset pr117 --steps "$steps" --data-dir "$TEXT" --shared-cache \
+        --val-tokens 1048576 --variant base: --upstream .upstream/pr117_train_gpt.py \
+        --workdir "$W/textspeed" --out "$W/h200_text.json" > "$W/textspeed.log" 2>&1
+    stamp "trainer_speed on real text exit $?"
 fi
 # issue 9 (a machine of 8 GPUs): the seed's A/B at full scale
 if has x8; then

@@ -139,14 +139,20 @@ def compile_timers(text: str) -> dict[str, float] | None:
     return out
 
 
-def upstream_copy(script: Path, steps: int, workdir: Path) -> Path:
-    """A temporary copy of upstream's script with its schedule shortened (never committed)."""
-    text = script.read_text()
-    text, n = re.subn(
-        r"num_iterations(\s*:\s*int)?\s*=\s*\d+", rf"num_iterations\g<1> = {steps}", text, count=1
-    )
+def _set_hyperparameter(text: str, name: str, value: int, script: Path) -> str:
+    """``name = 123`` (or ``name: int = 123``) in upstream's Hyperparameters set to ``value``."""
+    text, n = re.subn(rf"\b{name}(\s*:\s*int)?\s*=\s*[\d*]+", rf"{name}\g<1> = {value}", text, count=1)
     if n != 1:
-        sys.exit(f"trainer_speed: could not find num_iterations in {script}")
+        sys.exit(f"trainer_speed: could not find {name} in {script}")
+    return text
+
+
+def upstream_copy(script: Path, steps: int, workdir: Path, val_tokens: int | None = None) -> Path:
+    """A temporary copy of upstream's script with its schedule shortened and, with ``val_tokens``,
+    its validation budget set (never committed)."""
+    text = _set_hyperparameter(script.read_text(), "num_iterations", steps, script)
+    if val_tokens is not None:
+        text = _set_hyperparameter(text, "val_tokens", val_tokens, script)
     out = workdir / "upstream_train_gpt.py"
     out.write_text(text)
     return out
@@ -170,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         help="NAME:KNOB=VALUE,... run again on the cache its cold run left (a warm start)",
     )
     ap.add_argument("--upstream", type=Path, help="upstream record script to compare with")
+    ap.add_argument(
+        "--val-tokens",
+        type=int,
+        metavar="N",
+        help="validation tokens per evaluation on both sides (ours: --set val_tokens=N; upstream's "
+        "val_tokens); for a corpus whose validation split is smaller than the preset's budget",
+    )
     ap.add_argument(
         "--shared-cache",
         action="store_true",
@@ -228,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             "--data-dir",
             str(args.data_dir),
         ]
+        if args.val_tokens:
+            cmd += ["--set", f"val_tokens={args.val_tokens}"]
         for s in sets:
             cmd += ["--set", s]
         label = f"{name}-warm" if warm else name
@@ -250,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         ours(spec, warm=False)
 
     if args.upstream:
-        script = upstream_copy(args.upstream.resolve(), args.steps, args.workdir)
+        script = upstream_copy(args.upstream.resolve(), args.steps, args.workdir, args.val_tokens)
         up_dir = args.workdir / "upstream"
         (up_dir / "data").mkdir(parents=True, exist_ok=True)
         link = up_dir / "data" / "fineweb10B"
@@ -309,6 +324,8 @@ def write_summary(args: argparse.Namespace, gpu: str, results: dict[str, Measure
         "date": dt.date.today().isoformat(),
         "steps": args.steps,
         "preset": args.preset,
+        "data_dir": str(args.data_dir),
+        "val_tokens": args.val_tokens,
         "upstream_step_ms": up and up.step_ms,
         "ours_step_ms": ours_ms,
         "ours_step_ms_runs": base_steps,

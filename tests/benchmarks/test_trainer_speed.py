@@ -39,6 +39,20 @@ def test_upstream_copy_shortens_the_schedule_only(bench, tmp_path):
     assert "num_iterations: int = 80" in bench.upstream_copy(typed, 80, tmp_path).read_text()
 
 
+def test_upstream_copy_sets_the_validation_budget_when_asked(bench, tmp_path):
+    script = tmp_path / "train_gpt.py"
+    script.write_text(
+        "class H:\n    val_tokens = 10485760 # fixed for comparisons\n    val_seq_len = 4*64*1024\n"
+        "    num_iterations = 1695\nassert args.val_tokens == 10485760\n"
+    )
+    text = bench.upstream_copy(script, 50, tmp_path, val_tokens=1048576).read_text()
+    assert "val_tokens = 1048576 # fixed for comparisons" in text
+    assert "val_seq_len = 4*64*1024" in text and "num_iterations = 50" in text
+    assert "args.val_tokens == 10485760" in text  # only the hyperparameter, not later uses
+    untouched = bench.upstream_copy(script, 50, tmp_path).read_text()
+    assert "val_tokens = 10485760" in untouched
+
+
 def test_upstream_copy_refuses_a_script_without_a_schedule(bench, tmp_path):
     script = tmp_path / "other.py"
     script.write_text("print('hi')\n")

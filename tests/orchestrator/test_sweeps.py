@@ -25,6 +25,7 @@ RUN_COUNTS = {
     "h200_ab.yaml": (4 + 4, 2 + 2),
     "h200_drop_one_mlp.yaml": (1 + 2, 1 + 2),
     "h200_seed_demo.yaml": (1, 1),
+    "h200_text_spread.yaml": (4 + 1, 2 + 1),
 }
 # GPUs per run and the target, where a sweep is not an 8-GPU FineWeb sweep: the H200 sweeps run one GPU
 # per run on synthetic shards (no target); the demo is CPU-only.
@@ -32,6 +33,7 @@ GPU_SWEEPS = {
     "h200_ab.yaml": (1, None),
     "h200_drop_one_mlp.yaml": (1, None),
     "h200_seed_demo.yaml": (1, None),
+    "h200_text_spread.yaml": (1, None),
 }
 
 
