@@ -12,19 +12,10 @@ import subprocess
 import sys
 
 from analysis import InputError
+from orchestrator.errors import UserError, one_line
 from orchestrator.signals import Terminated
 
-
-class UserError(Exception):
-    """A mistake in what the user asked for: printed as one line, exit code 2, no traceback."""
-
-
-def one_line(text: str) -> str:
-    """``text`` with every unprintable character escaped (``\\n``, ``\\x1b``, ``\\u2028``): a key or file
-    name from a spec can hold line breaks or terminal escapes, and an error is one printable line."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+__all__ = ["UserError", "build_parser", "main", "one_line"]  # UserError, one_line: from errors.py
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -82,9 +73,5 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-if __name__ == "__main__":
-    # Run as `python -m orchestrator.cli` (the GPU machine has no console script): import the module
-    # by its name, so that its UserError is the one that spec/plan raise, not a second copy in __main__.
-    from orchestrator.cli import main as _main
-
-    sys.exit(_main())
+if __name__ == "__main__":  # `python -m orchestrator.cli` (the GPU machine has no console script)
+    sys.exit(main())

@@ -16,7 +16,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions, atomic_write_text, storage_error
+from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions, atomic_write_text
+from orchestrator.errors import UserError, storage_error
 
 DEFAULT_RESULTS_ROOT = Path("results")
 
@@ -113,8 +114,6 @@ def parse_duration(text: str) -> float:
 
 
 def _duration(name: str, text: str | None) -> float | None:
-    from orchestrator.cli import UserError
-
     if text is None:
         return None
     try:
@@ -124,14 +123,11 @@ def _duration(name: str, text: str | None) -> float | None:
 
 
 def _positive(name: str, value: int | None) -> None:
-    from orchestrator.cli import UserError
-
     if value is not None and value < 1:
         raise UserError(f"{name} must be a positive integer, got {value}")
 
 
 def _load(args: argparse.Namespace):
-    from orchestrator.cli import UserError
     from orchestrator.plan import make_plan
     from orchestrator.spec import load_spec
 
@@ -145,7 +141,6 @@ def _check_stored_spec(results_dir: Path, spec, force: bool) -> None:
     """Refuse a spec that differs in what identifies runs from the one stored with the results."""
     import yaml
 
-    from orchestrator.cli import UserError
     from orchestrator.plan import spec_identity_diff
     from orchestrator.spec import SpecError, parse_spec
 
@@ -188,8 +183,6 @@ def _write_sweep_files(results_dir: Path, spec_path: Path, plan) -> None:
 
 def _decider(plan):
     """For --until-decided on an A/B: a function of the results folder giving a verdict or None."""
-    from orchestrator.cli import UserError
-
     if plan.kind != "ab":
         raise UserError(f"--until-decided needs an A/B spec (kind: ab); {plan.name} is kind {plan.kind}")
     from analysis.sequential import sequential_decision
@@ -261,8 +254,6 @@ def _missing(plan, results_dir: Path) -> int:
 def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, deadline: float | None):
     """Start or join Ray, run the driver, always shut down what we started."""
     import importlib.util
-
-    from orchestrator.cli import UserError
 
     if importlib.util.find_spec("ray") is None:
         raise UserError(
@@ -384,8 +375,6 @@ def status_text(results_dir: Path) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from orchestrator.cli import UserError
-
     results_dir = Path(args.results_dir)
     if not results_dir.is_dir():
         raise UserError(

@@ -7,7 +7,6 @@ send rows, steps and log text back as events and only the driver writes, through
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -21,17 +20,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import UserError, storage_error
 from orchestrator.executor import BlockContext, Executor, Job, with_seed
 from orchestrator.launch import identity_row
 from orchestrator.progress import CACHE_WORDS, format_duration
 from orchestrator.runspec import Block, Plan, RunSpec
 from orchestrator.version import ablate_version
-
-
-def _user_error(msg: str) -> Exception:
-    from orchestrator.cli import UserError
-
-    return UserError(msg)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -46,25 +40,6 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-STORAGE_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
-)
-"""Errors of the results folder's file system (full, read-only, no permission): not bugs, one line each."""
-
-
-def storage_error(e: OSError, results_dir: Path) -> Exception | None:
-    """The one-line UserError for a file-system error writing `results_dir`, or None for other errors."""
-    if e.errno not in STORAGE_ERRNOS:
-        return None
-    what = e.strerror or str(e)
-    where = f" ({e.filename})" if e.filename else ""
-    return _user_error(
-        f"cannot write to {results_dir}: {what}{where}; the sweep stopped. Runs that finished are kept, the "
-        "ones running were stopped: fix the disk (free space, permissions) and run the same command again "
-        "to resume"
-    )
 
 
 class ResultsLock:
@@ -83,7 +58,7 @@ class ResultsLock:
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
-            raise _user_error(
+            raise UserError(
                 f"{self.path.parent} is in use by another ablate run ({holder}); wait for it to end, "
                 "or write elsewhere with --results DIR"
             ) from None
@@ -339,7 +314,7 @@ class SweepDriver:
                     f"{nid[:8]}: {res.get('GPU', 0):g} GPU, {res.get('CPU', 0):g} CPU"
                     for nid, res in self.executor.nodes().items()
                 )
-                raise _user_error(
+                raise UserError(
                     f"block {b.block_id} needs {b.gpus} GPU(s) and {b.cpus:g} CPU(s) on one node, but no "
                     f"node has that ({nodes or 'no nodes'}); lower resources.gpus_per_run/cpus, "
                     "use --profile cpu, or join a bigger cluster with --address"

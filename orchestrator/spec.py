@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cli import UserError, one_line
+from orchestrator.errors import UserError, one_line
 
 
 class SpecError(UserError):
