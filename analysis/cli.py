@@ -6,22 +6,34 @@ Imported by `orchestrator/cli.py` when it builds its parser; imports neither Ray
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 
 import numpy as np
 
 from analysis import InputError
+from analysis.stats import DEFAULT_TARGET  # numpy only: the tests import scipy.special where they run
 
 COMPARE_EPILOG = """\
-Both arms may come from one upstream record folder, which holds the candidate's logs next to the
-baseline's `comparison_*` logs:
-  ablate compare --baseline-logs 'DIR/comparison_*.txt' --candidate-logs DIR
-A file matched by both arms goes to the arm named by a glob (the more specific pattern); when both
-arms are folders or both are globs, such a file is an error. --exclude-prefix / --include-prefix
-filter both arms by file name instead. Only logs that reached their last step with a final val line
-(status ok) are used; the others are listed with their status.
+Three ways to name the logs:
+  ablate compare records/track_1_short/2025-09-05_SkipMLPBlocks
+      a record folder, split by upstream's conventions: its comparison_* files are the baseline and the
+      other logs beside them the candidate; or one subfolder per arm (master-s1480/ + xsa-gated-s1410/),
+      the baseline's named baseline, master or comparison, else by --baseline NAME
+  ablate compare --baseline-logs 'DIR/comparison_*' --candidate-logs DIR
+      two arms, each a folder (read with its subfolders), a glob or a file. A file matched by a glob on
+      one side and a folder on the other belongs to the glob's arm (paths are compared resolved, however
+      spelled); any other file in both arms is an error. --exclude-prefix / --include-prefix filter both
+      arms by file name.
+  ablate compare --logs DIR_OR_GLOB
+      one set of runs: the record rule and train times only.
+Logs are *.txt, *.log and *.out files, also gzip-compressed (*.txt.gz), with upstream's code header, our
+trainer's, or none (a stdout capture; `torchrun --tee` prefixes such as [default0]: are dropped). One run
+counts once: an exact copy within an arm is counted once with a warning; the same log in both arms is an
+error. Only logs that reached their last step with a final val line (status ok) are used; the others are
+counted per arm with their reasons and listed (all of them with --verbose). An arm that pools runs of
+different step counts or different training code (by the log header) gets a warning; --strict makes
+every warning an error (exit 2).
 """
 
 
@@ -44,17 +56,23 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
         epilog=COMPARE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--baseline-logs", required=True, metavar="DIR_OR_GLOB", help="the previous record's logs")
-    p.add_argument("--candidate-logs", required=True, metavar="DIR_OR_GLOB", help="the new run's logs")
+    p.add_argument(
+        "record_dir", nargs="?", metavar="RECORD_DIR", help="an upstream record folder (see below)"
+    )
+    p.add_argument("--baseline", metavar="NAME", help="the record folder's subfolder of baseline logs")
+    p.add_argument("--baseline-logs", metavar="DIR_OR_GLOB", help="the previous record's logs")
+    p.add_argument("--candidate-logs", metavar="DIR_OR_GLOB", help="the new run's logs")
+    p.add_argument("--logs", metavar="DIR_OR_GLOB", help="one set of runs: record rule and times only")
     p.add_argument(
         "--target",
-        default="3.28",
         metavar="LOSS",
-        help="val loss of the record rule (default 3.28); 'none' skips the test (synthetic data)",
+        help=f"val loss of the record rule (default {DEFAULT_TARGET}); 'none' skips the test (synthetic)",
     )
     p.add_argument("--exclude-prefix", metavar="PREFIX", help="skip files whose name starts with PREFIX")
     p.add_argument("--include-prefix", metavar="PREFIX", help="only files whose name starts with PREFIX")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON instead of text")
+    p.add_argument("--verbose", action="store_true", help="list every skipped file with its reason")
+    p.add_argument("--strict", action="store_true", help="a warning is an error (exit 2)")
     p.set_defaults(func=cmd_compare)
     return p
 
@@ -69,82 +87,58 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_target(text: str) -> float | None:
+def parse_target(text: str | None) -> float | None:
+    """--target: None (not given) is the record rule's DEFAULT_TARGET; 'none' skips the test."""
+    if text is None:
+        return DEFAULT_TARGET
     if str(text).strip().lower() in ("none", "null", ""):
         return None
     try:
         value = float(text)
     except ValueError:
         raise InputError(
-            f"--target: {text!r} is not a number; give a val loss such as 3.28, or 'none'"
+            f"--target: {text!r} is not a number; give a val loss such as {DEFAULT_TARGET}, or 'none'"
         ) from None
     if not math.isfinite(value):
-        raise InputError(f"--target: {text!r} must be finite; give a val loss such as 3.28, or 'none'")
+        raise InputError(
+            f"--target: {text!r} must be finite; give a val loss such as {DEFAULT_TARGET}, or 'none'"
+        )
     return value
 
 
-def split_arms(baseline: str, candidate: str, *, exclude_prefix=None, include_prefix=None):
-    """(baseline paths, candidate paths); a file both match goes to the arm given by a glob."""
-    from analysis.logs import match_logs
-
-    kw = {"exclude_prefix": exclude_prefix, "include_prefix": include_prefix}
-    b = match_logs(baseline, **kw)
-    c = match_logs(candidate, **kw)
-    both = set(b) & set(c)
-    if both:
-        b_glob, c_glob = glob.has_magic(baseline), glob.has_magic(candidate)
-        if b_glob == c_glob:
-            raise InputError(
-                f"{sorted(both)[0]}: matched by both --baseline-logs and --candidate-logs; make one a glob "
-                "(e.g. 'DIR/comparison_*.txt') or use --exclude-prefix"
-            )
-        b, c = (b, [p for p in c if p not in both]) if b_glob else ([p for p in b if p not in both], c)
-    for flag, paths in (("--baseline-logs", b), ("--candidate-logs", c)):
-        if not paths:
-            raise InputError(f"{flag}: every matched log also belongs to the other arm; nothing left")
-    return b, c
-
-
-def _arm_data(paths) -> tuple[dict, list[str]]:
-    from analysis.logs import parse_log_file
-
-    loss, times, skipped = [], [], []
-    for p in paths:
-        parsed = parse_log_file(p)
-        if parsed.status != "ok":
-            skipped.append(f"{p.name}: {parsed.status} ({parsed.message})")
-            continue
-        loss.append(parsed.final_val_loss)
-        times.append(parsed.train_time_ms / 1000.0)
-    return {"loss": loss, "time_s": times}, skipped
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
-    from analysis.report import BOOTSTRAP_SEED
-    from analysis.summary import ab_extra_lines, ab_lines, ab_summary, ab_verdict
+    from analysis import compare, summary
 
     target = parse_target(args.target)
-    b_paths, c_paths = split_arms(
-        args.baseline_logs,
-        args.candidate_logs,
+    arms, warnings = compare.select_arms(
+        record_dir=args.record_dir,
+        baseline=args.baseline,
+        baseline_logs=args.baseline_logs,
+        candidate_logs=args.candidate_logs,
+        logs=args.logs,
         exclude_prefix=args.exclude_prefix,
         include_prefix=args.include_prefix,
     )
-    (b, b_skip), (c, c_skip) = _arm_data(b_paths), _arm_data(c_paths)
-    for flag, arm in (("--baseline-logs", b), ("--candidate-logs", c)):
-        if not arm["loss"]:
-            raise InputError(f"{flag}: no log reached its final val line (status ok); nothing to compare")
-    s = ab_summary({"baseline": b, "candidate": c}, target, np.random.default_rng(BOOTSTRAP_SEED))
+    if args.strict and warnings:
+        raise InputError(f"--strict: {len(warnings)} warning(s): " + " | ".join(warnings))
+    if len(arms) == 1:
+        data = arms[0].data()
+        s = summary.one_arm_summary(data["loss"], data["time_s"], target)
+        verdict, lines = summary.one_arm_verdict(s, exact=True), summary.one_arm_lines(s, exact=True)
+    else:
+        data = {a.name: a.data() for a in arms}
+        s = summary.ab_summary(data, target, np.random.default_rng(summary.BOOTSTRAP_SEED))
+        verdict = summary.ab_verdict(s, exact=True)
+        lines = [*summary.ab_lines(s, exact=True), *summary.ab_extra_lines(s, exact=True)]
     if args.json:
-        s["skipped"] = {"baseline": b_skip, "candidate": c_skip}
+        s |= {"verdict": verdict, "files": compare.files_json(arms), "skipped": compare.skipped_json(arms)}
+        s["warnings"] = warnings
         print(json.dumps(_finite(s), indent=1, default=_json_default, allow_nan=False))
         return 0
-    print(f"verdict: {ab_verdict(s)}")
-    for line in [*ab_lines(s), *ab_extra_lines(s)]:
+    for line in [f"verdict: {verdict}", *lines, *compare.file_lines(arms, args.verbose)]:
         print(line)
-    for arm, skipped in (("baseline", b_skip), ("candidate", c_skip)):
-        for line in skipped:
-            print(f"skipped {arm} log {line}")
+    for w in warnings:
+        print(f"warning: {w}")
     return 0
 
 

@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # only annotations: `ablate compare` reads logs without loading pandas
+    import pandas as pd
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,48 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from analysis import sequential, stats
 
+if TYPE_CHECKING:  # the grid table's pandas is imported where it is built: `ablate compare` never needs it
+    import pandas as pd
+
 ALPHA_RECORD = 0.01
+BOOTSTRAP_SEED = 20250905
+"""Fixed: the same logs give the same bootstrap interval, run after run (analysis/report.py's figure)."""
 
 
 def _f(x, spec: str = ".4f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def _p(x, exact: bool) -> str:
+    """A p-value as the seed prints it (4 decimals); with `exact`, the value too when that reads 0.0000."""
+    text = _f(x)
+    if exact and text == "0.0000":
+        text += f" ({x:.1e})" if x > 0 else " (0)"
+    return text
+
+
+def arm_numbers(loss, times, target: float | None) -> dict:
+    """One arm's record rule (None fields without a target) and train time. loss: final val losses;
+    times: train times in s."""
+    loss, times = np.asarray(loss, float), np.asarray(times, float)
+    # Without a target the test is skipped; the descriptive fields (n, mean, sd, upper bound) remain.
+    rec = stats.record_test(loss, stats.DEFAULT_TARGET if target is None else target)
+    return {
+        "n": rec.n,
+        "mean_val_loss": rec.mean,
+        "sd_val_loss": rec.sd,
+        "t": rec.t if target is not None else None,
+        "p_value": rec.p if target is not None else None,
+        "upper99_val_loss": rec.upper99,
+        "mean_train_time_s": float(np.mean(times)) if len(times) else None,
+        "sd_train_time_s": float(np.std(times, ddof=1)) if len(times) > 1 else None,
+    }
 
 
 def ab_summary(arms: dict[str, dict], target: float | None, rng: np.random.Generator, blocks=None) -> dict:
@@ -26,19 +57,7 @@ def ab_summary(arms: dict[str, dict], target: float | None, rng: np.random.Gener
     """
     out = {"target": target, "arms": {}}
     for name in ("baseline", "candidate"):
-        loss, times = np.asarray(arms[name]["loss"], float), np.asarray(arms[name]["time_s"], float)
-        # Without a target the test is skipped; the descriptive fields (n, mean, sd, upper bound) remain.
-        rec = stats.record_test(loss, stats.DEFAULT_TARGET if target is None else target)
-        out["arms"][name] = {
-            "n": rec.n,
-            "mean_val_loss": rec.mean,
-            "sd_val_loss": rec.sd,
-            "t": rec.t if target is not None else None,
-            "p_value": rec.p if target is not None else None,
-            "upper99_val_loss": rec.upper99,
-            "mean_train_time_s": float(np.mean(times)) if len(times) else None,
-            "sd_train_time_s": float(np.std(times, ddof=1)) if len(times) > 1 else None,
-        }
+        out["arms"][name] = arm_numbers(arms[name]["loss"], arms[name]["time_s"], target)
     b, c = arms["baseline"], arms["candidate"]
     tcmp = stats.compare(b["time_s"], c["time_s"], rng)
     lcmp = stats.compare(b["loss"], c["loss"], rng)
@@ -57,6 +76,17 @@ def ab_summary(arms: dict[str, dict], target: float | None, rng: np.random.Gener
     seq_time = blocks["time_s"] if blocks is not None else None
     out["sequential"] = _sequential(c["loss"], seq_time, target)
     return out
+
+
+def one_arm_summary(loss, times, target: float | None) -> dict:
+    """The record rule and train time of one set of runs (`ablate compare --logs`): the A/B summary's
+    keys that need no second arm. loss: final val losses; times: train times in s."""
+    arm = arm_numbers(loss, times, target)
+    needed = {}
+    if target is not None and arm["sd_val_loss"]:
+        needed["loss_vs_target"] = stats.runs_needed(target - arm["mean_val_loss"], arm["sd_val_loss"])
+    return {"target": target, "arms": {"runs": arm}, "runs_needed": needed,
+            "sequential": _sequential(loss, None, target)}  # fmt: skip
 
 
 def _runs_needed(out, lcmp, tcmp, target) -> dict:
@@ -79,8 +109,11 @@ def _sequential(cand_loss, time_deltas, target) -> dict:
     return res
 
 
-def ab_lines(s: dict) -> list[str]:
-    """Stable text of an A/B summary: the seed's lines first (p per arm, mean times, time improvement)."""
+def ab_lines(s: dict, *, exact: bool = False) -> list[str]:
+    """Stable text of an A/B summary: the seed's lines first (p per arm, mean times, time improvement).
+
+    exact: a p-value that prints as 0.0000 is followed by its value, `p=0.0000 (1.4e-05)`.
+    """
     a, t = s["arms"], s["time_delta"]
     lines = []
     if s["target"] is not None:
@@ -88,7 +121,7 @@ def ab_lines(s: dict) -> list[str]:
             f"record rule: one-sample t-test of final val loss against {s['target']}, alternative less"
         )
         for name in ("candidate", "baseline"):
-            lines.append(f"{name}: p={_f(a[name]['p_value'])}" + _arm_detail(a[name]))
+            lines.append(f"{name}: p={_p(a[name]['p_value'], exact)}" + _arm_detail(a[name]))
     else:
         lines.append("record rule: skipped (no target: synthetic data)")
     lines.append("mean train time (s):")
@@ -100,14 +133,14 @@ def ab_lines(s: dict) -> list[str]:
         return lines
     lines.append(
         f"Welch t={_f(t['welch_t'], '.3f')} df={_f(t['welch_df'], '.1f')} p(one-sided, candidate faster)="
-        f"{_f(t['p_one_sided'])} p(two-sided)={_f(t['p_two_sided'])}"
+        f"{_p(t['p_one_sided'], exact)} p(two-sided)={_p(t['p_two_sided'], exact)}"
     )
     lines.append(
         f"95% interval of the improvement: [{_f(t['ci95_low_s'])}, {_f(t['ci95_high_s'])}] s (Welch)"
     )
     lines.append(f"bootstrap 95% interval: [{_f(t['bootstrap95_low_s'])}, {_f(t['bootstrap95_high_s'])}] s")
     lines.append(
-        f"Mann-Whitney p(one-sided)={_f(t['mann_whitney_p'])}  "
+        f"Mann-Whitney p(one-sided)={_p(t['mann_whitney_p'], exact)}  "
         f"probability of improvement={_f(t['prob_improvement'], '.3f')}"
     )
     return lines
@@ -122,14 +155,14 @@ def _arm_detail(arm: dict) -> str:
     )
 
 
-def ab_extra_lines(s: dict) -> list[str]:
+def ab_extra_lines(s: dict, *, exact: bool = False) -> list[str]:
     """Paired view, loss comparison, runs needed and the sequential test, as stable text."""
     lines = []
     ld = s["loss_delta"]
     if ld["welch_t"] is not None:
         lines.append(
             f"loss: baseline - candidate = {_f(ld['diff'], '.5f')} "
-            f"(Welch p two-sided {_f(ld['p_two_sided'])}, "
+            f"(Welch p two-sided {_p(ld['p_two_sided'], exact)}, "
             f"95% [{_f(ld['ci95_low'], '.5f')}, {_f(ld['ci95_high'], '.5f')}])"
         )
     if s["paired"]:
@@ -140,9 +173,14 @@ def ab_extra_lines(s: dict) -> list[str]:
             spec = ".5f" if what == "loss" else ".4f"  # losses differ in the 4th decimal
             lines.append(
                 f"paired by block ({what}): {p['n_blocks']} blocks, mean {_f(p['mean_diff'], spec)}, "
-                f"t={_f(p['t'], '.3f')}, p(one-sided, candidate lower)={_f(p['p_one_sided'])}, "
+                f"t={_f(p['t'], '.3f')}, p(one-sided, candidate lower)={_p(p['p_one_sided'], exact)}, "
                 f"95% [{_f(p['ci95_low'], spec)}, {_f(p['ci95_high'], spec)}]"
             )
+    return lines + _needed_and_sequential_lines(s)
+
+
+def _needed_and_sequential_lines(s: dict) -> list[str]:
+    lines = []
     for what, n in s["runs_needed"].items():
         text = "n/a (no effect in the tested direction)" if n is None else f"{n} runs per arm"
         lines.append(f"runs needed for p<0.01 at 80% power ({what}, observed spread): {text}")
@@ -157,26 +195,56 @@ def ab_extra_lines(s: dict) -> list[str]:
     return lines
 
 
-def ab_verdict(s: dict) -> str:
+def _record_verdict(s: dict, arm: str, verbs: tuple[str, str], exact: bool) -> str | None:
+    """`<arm> passes the record rule (p=... vs 3.28)`, or None without a target; verbs: (pass, fail)."""
+    a = s["arms"][arm]
+    if s["target"] is None:
+        return None
+    if a["p_value"] is None:
+        return f"record rule: no test ({arm} n={a['n']})"
+    verb = verbs[0] if a["p_value"] < ALPHA_RECORD else verbs[1]
+    return f"{verb} the record rule (p={_p(a['p_value'], exact)} vs {s['target']})"
+
+
+def ab_verdict(s: dict, *, exact: bool = False) -> str:
     """One line: record rule and timing, 'not significant' said plainly."""
-    parts = []
-    cand = s["arms"]["candidate"]
-    if s["target"] is not None:
-        p = cand["p_value"]
-        if p is None:
-            parts.append(f"record rule: no test (candidate n={cand['n']})")
-        else:
-            ok = "passes" if p < ALPHA_RECORD else "does not pass"
-            parts.append(f"candidate {ok} the record rule (p={_f(p)} vs {s['target']})")
+    record = _record_verdict(s, "candidate", ("candidate passes", "candidate does not pass"), exact)
+    parts = [record] if record else []
     t = s["time_delta"]
     if t["p_one_sided"] is None:
         parts.append("timing: no test (n < 2)")
     elif t["p_two_sided"] < 0.05:
         way = "faster" if t["mean_s"] > 0 else "slower"
-        parts.append(f"candidate {way} by {abs(t['mean_s']):.4f} s (p two-sided={_f(t['p_two_sided'])})")
+        parts.append(
+            f"candidate {way} by {abs(t['mean_s']):.4f} s (p two-sided={_p(t['p_two_sided'], exact)})"
+        )
     else:
-        parts.append(f"timing difference not significant ({_f(t['mean_s'])} s, p={_f(t['p_two_sided'])})")
+        parts.append(
+            f"timing difference not significant ({_f(t['mean_s'])} s, p={_p(t['p_two_sided'], exact)})"
+        )
     return "; ".join(parts)
+
+
+def one_arm_verdict(s: dict, *, exact: bool = False) -> str:
+    """One line for one set of runs: the record rule, or their number and mean time without a target."""
+    verdict = _record_verdict(s, "runs", ("the runs pass", "the runs do not pass"), exact)
+    a = s["arms"]["runs"]
+    return verdict or f"no target: {a['n']} runs, mean train time {_f(a['mean_train_time_s'])} s"
+
+
+def one_arm_lines(s: dict, *, exact: bool = False) -> list[str]:
+    """Stable text of `one_arm_summary`: the record rule, mean time, runs needed, the sequential test."""
+    a = s["arms"]["runs"]
+    lines = []
+    if s["target"] is not None:
+        lines.append(
+            f"record rule: one-sample t-test of final val loss against {s['target']}, alternative less"
+        )
+        lines.append(f"runs: p={_p(a['p_value'], exact)}" + _arm_detail(a))
+    else:
+        lines.append("record rule: skipped (no target: synthetic data)")
+    lines.append(f"mean train time (s): {_f(a['mean_train_time_s'])}  (sd {_f(a['sd_train_time_s'])})")
+    return lines + _needed_and_sequential_lines(s)
 
 
 def config_names(runs: pd.DataFrame) -> pd.Series:
@@ -208,6 +276,8 @@ def grid_table(runs: pd.DataFrame, baseline_arm: str, rng: np.random.Generator) 
     delta = mean(baseline) − mean(config): positive = lower loss / faster. p is Welch two-sided,
     Holm-corrected across configurations. A configuration with one run gets its mean and "no test (n=1)".
     """
+    import pandas as pd
+
     ok = runs[runs["status"] == "ok"].assign(config=config_names(runs[runs["status"] == "ok"]))
     base = ok[ok["arm"] == baseline_arm]
     rows = []

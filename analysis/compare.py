@@ -1,0 +1,398 @@
+"""`ablate compare`: which log files make each arm, each read once, and what must not be pooled silently.
+
+Three ways to name the arms (`select_arms`):
+- two specs (`--baseline-logs`, `--candidate-logs`): each a folder (read with its subfolders), a glob or
+  a file;
+- a record folder (`ablate compare DIR`), split by upstream's conventions: `comparison_*` files beside
+  the candidate's (2025 records), or one subfolder per arm (2026 records: `baseline/` + `this_pr/`,
+  `master-s1480/` + `xsa-gated-s1410/`);
+- one spec (`--logs`): one arm, the record rule and times only.
+
+One run counts once. Every matched file is resolved to its real path, so `DIR`, `./DIR/`, an absolute
+path, `../x/DIR` and a link to it are one folder, and fingerprinted by content. A file matched by a glob
+on one side and a folder on the other belongs to the glob's arm (the README's form); any other file in
+both arms, two arms of the same files, or one log's content in both arms is an error; within an arm an
+exact copy counts once, with a warning. Runs of one arm with different step counts, or different
+training code by their log headers, are pooled with a warning. A file that cannot be used is skipped
+with its reason; an arm left with no usable log is an error that lists every reason.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import stat
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analysis import InputError
+from analysis.logs import LogFile, folder_entries, read_log, scan_logs, stat_path
+
+BASELINE_WORDS = ("baseline", "master", "comparison")
+"""A record folder's subfolder whose name holds one of these (any case) is the baseline's."""
+LIST_SKIPPED = 5
+"""Skipped files are listed one per line up to this many per arm (all with --verbose); else counted."""
+
+
+@dataclass(frozen=True)
+class ArmSource:
+    """One arm as named, before reading: `entries` are (path, problem) from `scan_logs`."""
+
+    name: str  # "baseline", "candidate", or "runs" (the one-arm form)
+    label: str  # how the user named it, for messages: "--baseline-logs", "master-s1480/"
+    entries: tuple[tuple[Path, str | None], ...]
+    is_glob: bool
+    base: str  # file names are shown relative to this folder
+    origin: str | None = None  # said in the file count when the arms were split from a record folder
+
+
+@dataclass
+class Arm:
+    """One arm after reading: the logs it uses, those it skipped (kind, reason), its warnings."""
+
+    source: ArmSource
+    used: list[LogFile] = field(default_factory=list)
+    skipped: list[tuple[LogFile, str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def who(self) -> str:
+        """The arm in text: its name, or "logs" for the one set of runs of `--logs`."""
+        return "logs" if self.name == "runs" else self.name
+
+    def show(self, f: LogFile) -> str:
+        """The file's name as the arm shows it: relative to its folder."""
+        return _relative(f.path, self.source.base)
+
+    def data(self) -> dict:
+        """{"loss": final val losses, "time_s": train times in s} of the used logs."""
+        return {
+            "loss": [f.log.final_val_loss for f in self.used],
+            "time_s": [f.log.train_time_ms / 1000.0 for f in self.used],
+        }
+
+
+def _relative(path: Path, base: str) -> str:
+    rel = os.path.relpath(path, base) if base else str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def _literal_dir(spec: str) -> str:
+    """The folder a glob or file lies in: its leading components without magic."""
+    head = []
+    for part in Path(spec).parts[:-1]:
+        if glob.has_magic(part):
+            break
+        head.append(part)
+    return str(Path(*head)) if head else "."
+
+
+def spec_source(name: str, label: str, spec: str, **filters) -> ArmSource:
+    """An arm named by a folder (read with its subfolders), a glob or a file."""
+    entries = scan_logs(spec, recursive=True, **filters)
+    is_dir = not glob.has_magic(spec) and os.path.isdir(spec)
+    return ArmSource(
+        name, label, tuple(entries), glob.has_magic(spec), spec if is_dir else _literal_dir(spec)
+    )
+
+
+def _real(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+def split_overlap(b: ArmSource, c: ArmSource) -> tuple[ArmSource, ArmSource]:
+    """The two arms with no file in both, decided on real paths (see the module docstring)."""
+    rb, rc = {_real(p): p for p, _ in b.entries}, {_real(p): p for p, _ in c.entries}
+    if set(rb) == set(rc):
+        raise InputError(
+            f"all {len(rb)} file(s) matched by both {b.label} and {c.label} (the same set, however spelled; "
+            f"e.g. {next(iter(rb.values()))}): give each arm its own logs"
+        )
+    both = set(rb) & set(rc)
+    if both and b.is_glob == c.is_glob:
+        raise InputError(
+            f"{rb[min(both)]}: matched by both {b.label} and {c.label}; give the baseline as a glob of its "
+            "own files (e.g. 'DIR/comparison_*'), which takes them out of a folder given for the candidate, "
+            "or split a record folder by its conventions: ablate compare DIR"
+        )
+    if both:
+        loser = c if b.is_glob else b
+        kept = tuple((p, why) for p, why in loser.entries if _real(p) not in both)
+        if not kept:
+            raise InputError(f"{loser.label}: every matched log also belongs to the other arm; nothing left")
+        loser = ArmSource(loser.name, loser.label, kept, loser.is_glob, loser.base, loser.origin)
+        b, c = (b, loser) if b.is_glob else (loser, c)
+    return b, c
+
+
+def read_arm(source: ArmSource) -> Arm:
+    """Read every file of an arm once; exact copies count once; raises InputError when none is usable."""
+    arm = Arm(source)
+    first: dict[str, LogFile] = {}
+    for path, problem in source.entries:
+        f = read_log(path, problem)
+        if f.error is not None:
+            arm.skipped.append((f, "unreadable", f.error))
+        elif f.digest in first:
+            arm.skipped.append((f, "duplicate", f"exact copy of {arm.show(first[f.digest])}"))
+        elif f.log.status != "ok":
+            first[f.digest] = f
+            arm.skipped.append((f, f.log.status, f"{f.log.status} ({f.log.message})"))
+        else:
+            first[f.digest] = f
+            arm.used.append(f)
+    if not arm.used:
+        reasons = "; ".join(f"{arm.show(f)}: {why}" for f, _, why in arm.skipped)
+        raise InputError(f"{source.label}: no log reached its final val line (status ok): {reasons}")
+    arm.warnings = _duplicate_warnings(arm) + _pooling_warnings(arm)
+    return arm
+
+
+def _names(arm: Arm, files: list[LogFile], at_most: int = 3) -> str:
+    shown = ", ".join(arm.show(f) for f in files[:at_most])
+    return shown + (f" and {len(files) - at_most} more" if len(files) > at_most else "")
+
+
+def _duplicate_warnings(arm: Arm) -> list[str]:
+    dups = [(f, why) for f, kind, why in arm.skipped if kind == "duplicate"]
+    if not dups:
+        return []
+    listed = ", ".join(f"{arm.show(f)} ({why})" for f, why in dups[:3])
+    more = f" and {len(dups) - 3} more" if len(dups) > 3 else ""
+    return [f"{arm.who}: {len(dups)} exact copies of other logs counted once: {listed}{more}"]
+
+
+def _groups(arm: Arm, key) -> list[list[LogFile]]:
+    out: dict = {}
+    for f in arm.used:
+        if key(f) is not None:
+            out.setdefault(key(f), []).append(f)
+    return sorted(out.values(), key=len, reverse=True)
+
+
+def _pooling_warnings(arm: Arm) -> list[str]:
+    """Runs of different step counts, or of different training code, pooled in one arm."""
+    out = []
+    lengths = _groups(arm, lambda f: f.log.total_steps)
+    if len(lengths) > 1:
+        groups = ", ".join(f"{g[0].log.total_steps} steps ({len(g)} runs: {_names(arm, g)})" for g in lengths)
+        out.append(f"{arm.who}: runs of different lengths pooled: {groups}")
+    codes = _groups(arm, lambda f: f.code)
+    if len(codes) > 1:
+        groups = ", ".join(f"{len(g)} runs ({_names(arm, g)})" for g in codes)
+        out.append(f"{arm.who}: runs of different training code pooled (their log headers differ): {groups}")
+    return out
+
+
+def check_across(arms: list[Arm]) -> None:
+    """One log's content in two arms is one run counted twice: an error naming both files."""
+    if len(arms) < 2:
+        return
+    b, c = arms
+    seen = {f.digest: f for f in b.used}
+    for f in c.used:
+        if f.digest in seen:
+            raise InputError(
+                f"{c.show(f)} ({c.source.label}) and {b.show(seen[f.digest])} ({b.source.label}) are the "
+                "same log (identical content): one run cannot count in both arms"
+            )
+
+
+def _subfolder_arms(subfolders: list[str], filters: dict) -> dict[str, list]:
+    """name -> (path, problem) of each subfolder holding logs (one without, e.g. figures/, is no arm)."""
+    arms = {}
+    for sub in subfolders:
+        try:
+            arms[os.path.basename(sub)] = scan_logs(sub, recursive=True, **filters)
+        except InputError:
+            continue  # no log in it
+    return arms
+
+
+def _filtered(entries, include_prefix=None, exclude_prefix=None):
+    return [
+        (Path(p), why)
+        for p, why in entries
+        if (not include_prefix or os.path.basename(p).startswith(include_prefix))
+        and not (exclude_prefix and os.path.basename(p).startswith(exclude_prefix))
+    ]
+
+
+def record_sources(folder: str, baseline: str | None = None, **filters) -> tuple[list[ArmSource], list[str]]:
+    """The two arms of an upstream record folder, and notes (warnings) on what was left out.
+
+    `comparison_*` files at its top make the baseline and the other logs there the candidate; else one
+    subfolder per arm, the baseline's named by `baseline` or by a word of BASELINE_WORDS.
+    """
+    found = stat_path(folder)
+    if found is None or not stat.S_ISDIR(found.st_mode):
+        raise InputError(
+            f"{folder}: not a folder (give a record folder, e.g. records/track_1_short/DATE_NAME)"
+        )
+    try:
+        top, subfolders = folder_entries(folder)
+    except OSError as e:
+        raise InputError(f"{folder}: cannot list this folder ({e.strerror or e})") from None
+    top = _filtered(top, **filters)
+    comparison = [(p, why) for p, why in top if p.name.startswith("comparison_")]
+    others = [(p, why) for p, why in top if not p.name.startswith("comparison_")]
+    arm_dirs = _subfolder_arms(subfolders, filters)
+    if comparison:
+        return _comparison_split(folder, baseline, comparison, others, arm_dirs)
+    if others:
+        where = (
+            f"logs at its top and in subfolders ({_dir_list(arm_dirs)})" if arm_dirs else "one set of logs"
+        )
+        raise InputError(
+            f"{folder}: {where}, no comparison_* files; compare two sets with --baseline-logs and "
+            f"--candidate-logs, or check one: ablate compare --logs {folder}"
+        )
+    if len(arm_dirs) < 2:
+        what = f"one subfolder of logs ({_dir_list(arm_dirs)})" if arm_dirs else "no log files"
+        raise InputError(f"{folder}: {what}; a record folder has comparison_* files or one subfolder per arm")
+    return _subfolder_split(folder, baseline, arm_dirs), []
+
+
+def _dir_list(arm_dirs) -> str:
+    return ", ".join(f"{n}/" for n in arm_dirs)
+
+
+def _comparison_split(folder, baseline, comparison, others, arm_dirs):
+    if baseline is not None:
+        raise InputError(
+            f"--baseline {baseline}: {folder} has comparison_* files, which are its baseline; "
+            "--baseline names a subfolder"
+        )
+    if not others:
+        raise InputError(f"{folder}: only comparison_* logs (the baseline); the candidate's logs are missing")
+    notes = [
+        f"{folder}: subfolders not read: {_dir_list(arm_dirs)} (its comparison_* files are the baseline)"
+    ]
+    arms = [
+        ArmSource(
+            "baseline", f"{folder} comparison_* files", tuple(comparison), True, folder, "comparison_*"
+        ),
+        ArmSource("candidate", f"{folder} other files", tuple(others), False, folder, "the other files"),
+    ]
+    return arms, notes if arm_dirs else []
+
+
+def _subfolder_split(folder: str, baseline: str | None, arm_dirs: dict) -> list[ArmSource]:
+    names = list(arm_dirs)
+    if baseline is not None:
+        base = baseline.rstrip("/")
+        if base not in arm_dirs:
+            raise InputError(
+                f"--baseline {baseline}: not a subfolder of {folder} with logs ({_dir_list(arm_dirs)})"
+            )
+    else:
+        said = [n for n in names if any(w in n.lower() for w in BASELINE_WORDS)]
+        if len(said) != 1:
+            raise InputError(
+                f"{folder}: cannot tell which subfolder holds the baseline ({_dir_list(arm_dirs)}); "
+                f"name it: ablate compare {folder} --baseline NAME"
+            )
+        base = said[0]
+    rest = [n for n in names if n != base]
+    if len(rest) != 1:
+        raise InputError(
+            f"{folder}: {len(names)} subfolders of logs ({_dir_list(arm_dirs)}), a record folder has one "
+            "per arm; name the arms: --baseline-logs DIR --candidate-logs DIR"
+        )
+
+    def source(name, sub):
+        path = os.path.join(folder, sub)
+        return ArmSource(name, f"{sub}/", tuple(arm_dirs[sub]), False, path, f"{sub}/")
+
+    return [source("baseline", base), source("candidate", rest[0])]
+
+
+def select_arms(
+    record_dir=None, baseline=None, baseline_logs=None, candidate_logs=None, logs=None, **filters
+) -> tuple[list[Arm], list[str]]:
+    """The arms the user named (one form of three, see the module docstring), read; and warnings."""
+    forms = [
+        record_dir is not None,
+        baseline_logs is not None or candidate_logs is not None,
+        logs is not None,
+    ]
+    if sum(forms) != 1:
+        raise InputError(
+            ("give only one of: " if sum(forms) else "give one of: ")
+            + "a record folder (ablate compare DIR), --baseline-logs with --candidate-logs, "
+            "or --logs DIR_OR_GLOB"
+        )
+    if baseline is not None and record_dir is None:
+        raise InputError(
+            f"--baseline {baseline}: names a subfolder of a record folder: ablate compare DIR --baseline NAME"
+        )
+    notes = []
+    if logs is not None:
+        sources = [spec_source("runs", "--logs", logs, **filters)]
+    elif record_dir is not None:
+        sources, notes = record_sources(record_dir, baseline, **filters)
+    else:
+        missing = (
+            "--candidate-logs"
+            if candidate_logs is None
+            else "--baseline-logs"
+            if baseline_logs is None
+            else None
+        )
+        if missing:
+            raise InputError(
+                f"{missing} is missing: the two-arm form needs --baseline-logs and --candidate-logs"
+            )
+        sources = [
+            spec_source("baseline", "--baseline-logs", baseline_logs, **filters),
+            spec_source("candidate", "--candidate-logs", candidate_logs, **filters),
+        ]
+    if len(sources) == 2:
+        sources = list(split_overlap(*sources))
+    arms = [read_arm(s) for s in sources]
+    check_across(arms)
+    return arms, notes + [w for a in arms for w in a.warnings]
+
+
+def _skip_counts(arm: Arm) -> str:
+    counts = Counter(kind for _, kind, _ in arm.skipped)
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
+
+
+def file_lines(arms: list[Arm], verbose: bool = False) -> list[str]:
+    """The file count per arm (with reasons), then each skipped file when few or `verbose`."""
+    parts, listed = [], []
+    for a in arms:
+        text = f"{a.name} {len(a.used)} used" if len(arms) > 1 else f"{len(a.used)} used"
+        if a.source.origin:
+            text += f" ({a.source.origin})"
+        if a.skipped:
+            text += f", {len(a.skipped)} skipped ({_skip_counts(a)})"
+            if verbose or len(a.skipped) <= LIST_SKIPPED:
+                arm = f"{a.name} " if len(arms) > 1 else ""
+                listed += [f"skipped {arm}log {a.show(f)}: {why}" for f, _, why in a.skipped]
+            else:
+                text += " (--verbose lists them)"
+        parts.append(text)
+    return ["logs: " + "; ".join(parts), *listed]
+
+
+def files_json(arms: list[Arm]) -> dict:
+    """Per arm: the files used and those skipped with their reason (paths as matched)."""
+    return {
+        a.name: {
+            "used": [str(f.path) for f in a.used],
+            "skipped": [{"path": str(f.path), "reason": why} for f, _, why in a.skipped],
+        }
+        for a in arms
+    }
+
+
+def skipped_json(arms: list[Arm]) -> dict:
+    """The older per-arm list of "name: reason" strings (kept: `--json` readers may rely on it)."""
+    return {a.name: [f"{a.show(f)}: {why}" for f, _, why in a.skipped] for a in arms}
