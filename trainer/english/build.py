@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data import DataError, _write_split, default_data_root
+from trainer.data import DataError, default_data_root, read_header, write_shard
 from trainer.english import bpe
 from trainer.english.fetch import archive_version, ensure_archives
 from trainer.english.sources import Source, by_name
@@ -187,16 +187,28 @@ def _source_rows(sources, archives, docs, train, val) -> list[dict]:
     return rows
 
 
-def _write(tmp: Path, prefix: str, train, val, shard_tokens: int) -> list[dict]:
-    files = _write_split(tmp, f"{prefix}_val", _stream(val), shard_tokens)
-    files += _write_split(tmp, f"{prefix}_train", _stream(train), shard_tokens)
+def _shard_cuts(n: int, shard_tokens: int) -> list[int]:
+    """Start offsets of the shards of an ``n``-token stream: ``shard_tokens`` each, except that a
+    last piece under a quarter of that joins the shard before (no 1,000-token file at the end)."""
+    starts = list(range(0, n, shard_tokens)) or [0]
+    if len(starts) > 1 and n - starts[-1] < shard_tokens // 4:
+        starts.pop()
+    return starts
+
+
+def _write_stream(tmp: Path, name: str, stream: np.ndarray, shard_tokens: int) -> list[Path]:
+    starts = _shard_cuts(len(stream), shard_tokens)
+    ends = [*starts[1:], len(stream)]
     return [
-        {
-            "file": f.name,
-            "tokens": (f.stat().st_size - 1024) // 2,
-            "bytes": f.stat().st_size,
-            "sha256": _sha256(f),
-        }
+        write_shard(tmp / f"{name}_{i:06d}.bin", stream[a:b]) for i, (a, b) in enumerate(zip(starts, ends))
+    ]
+
+
+def _write(tmp: Path, prefix: str, train, val, shard_tokens: int) -> list[dict]:
+    files = _write_stream(tmp, f"{prefix}_val", _stream(val), shard_tokens)
+    files += _write_stream(tmp, f"{prefix}_train", _stream(train), shard_tokens)
+    return [
+        {"file": f.name, "tokens": read_header(f), "bytes": f.stat().st_size, "sha256": _sha256(f)}
         for f in files
     ]
 
@@ -258,8 +270,8 @@ def build_english(
 
 
 def _manifest(options, sources, archives, docs, train, val, shards, bpe_info) -> dict:
-    train_tokens = sum(len(d.tokens) for d in train)
-    val_tokens = sum(len(d.tokens) for d in val)
+    train_tokens, val_tokens = _tokens(train), _tokens(val)
+    kinds = {s.name: s.kind for s in sources}
     return {
         "corpus": "english",
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.__dict__.items()},
@@ -268,6 +280,10 @@ def _manifest(options, sources, archives, docs, train, val, shards, bpe_info) ->
         "val_tokens": val_tokens,
         "train_goal_met": train_tokens >= options.train_tokens,
         "val_goal_met": val_tokens >= options.val_tokens,
+        "mix_train": {
+            kind: sum(len(d.tokens) for d in train if kinds[d.source] == kind)
+            for kind in ("narrative", "reference")
+        },
         "documents_train": len(train),
         "documents_val": len(val),
         "bytes": sum(s["bytes"] for s in shards),
