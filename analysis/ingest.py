@@ -11,8 +11,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from analysis import store
 from analysis.logs import ParsedLog, parse_log_text
+from analysis.resultsdir import ResultsDir, SweepInfo
 
 _STATUS = {"ok": "ok", "diverged": "diverged"}  # truncated / empty / garbled logs are failed runs
 
@@ -47,7 +47,7 @@ def ingest_logs(
 
     The first arm is the baseline; two arms make an A/B report, more a grid.
     """
-    root = Path(results_dir)
+    folder = ResultsDir(results_dir)
     written = 0
     for arm, paths in arms.items():
         for order, path in enumerate(paths):
@@ -58,19 +58,11 @@ def ingest_logs(
                 {"step": s.step, "val_loss": s.val_loss, "train_time_ms": s.train_time_ms}
                 for s in parsed.steps
             ]
-            store.write_steps(root, run_id, steps, fsync=False)  # the logs stay the source
-            store.write_run(root, log_row(name, arm, run_id, Path(path), parsed, order), {}, fsync=False)
+            folder.write_steps(run_id, steps, fsync=False)  # the logs stay the source
+            folder.write_run(log_row(name, arm, run_id, Path(path), parsed, order), {}, fsync=False)
             written += 1
     names = list(arms)
-    sweep = {
-        "name": name,
-        "kind": "ab" if len(names) == 2 else "grid",
-        "target_val_loss": target,
-        "baseline_arm": names[0],
-        "arms": names,
-        "profile": None,
-        "spec_file": None,
-        "planned_runs": written,
-    }
-    (root / "sweep.json").write_text(json.dumps(sweep, indent=1) + "\n")
+    kind = "ab" if len(names) == 2 else "grid"
+    info = SweepInfo(name, kind, target, names[0], tuple(names), planned_runs=written)
+    folder.write_sweep(info)  # no run_ids: every run in the folder counts
     return written

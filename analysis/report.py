@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import figures, store, summary
+from analysis import figures, summary
+from analysis.resultsdir import ResultsDir, SweepInfo
 
 BOOTSTRAP_SEED = 20250905  # fixed: the same results give the same report, byte for byte
 
@@ -30,17 +31,19 @@ def run_order(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.sort_values(keys, kind="stable", na_position="last").reset_index(drop=True)
 
 
-def infer_kind(sweep: dict, runs: pd.DataFrame) -> str:
+def infer_kind(sweep: SweepInfo | dict, runs: pd.DataFrame) -> str:
     """sweep.json's kind; without it, "ab" when two arms share blocks (interleaved), else "grid"."""
-    if sweep.get("kind") in ("ab", "grid"):
-        return sweep["kind"]
+    sweep = SweepInfo.of(sweep)
+    if sweep.kind in ("ab", "grid"):
+        return sweep.kind
     two_arms = runs["arm"].nunique() == 2 and runs["block"].notna().any()
     return "ab" if two_arms and (runs.groupby("block")["arm"].nunique() == 2).any() else "grid"
 
 
-def baseline_arm(sweep: dict, runs: pd.DataFrame) -> str | None:
-    if sweep.get("baseline_arm"):
-        return sweep["baseline_arm"]
+def baseline_arm(sweep: SweepInfo | dict, runs: pd.DataFrame) -> str | None:
+    sweep = SweepInfo.of(sweep)
+    if sweep.baseline_arm:
+        return sweep.baseline_arm
     arms = sorted(runs["arm"].dropna().unique())
     return "baseline" if "baseline" in arms else (arms[0] if arms else None)
 
@@ -67,11 +70,12 @@ def block_deltas(ok: pd.DataFrame, base: str, cand: str) -> dict | None:
     return {"time_s": t, "loss": block_diffs(ok["final_val_loss"], ok["arm"], ok["block"], base, cand)}
 
 
-def ab_section(runs: pd.DataFrame, sweep: dict, target) -> tuple[str, list[str]]:
+def ab_section(runs: pd.DataFrame, sweep: SweepInfo | dict, target) -> tuple[str, list[str]]:
     """(verdict, lines) of an A/B results folder."""
+    sweep = SweepInfo.of(sweep)
     ok = runs[runs["status"] == "ok"]
     base = baseline_arm(sweep, runs)
-    others = [a for a in (sweep.get("arms") or sorted(runs["arm"].unique())) if a != base]
+    others = [a for a in (sweep.arms or sorted(runs["arm"].unique())) if a != base]
     if not others:
         return "no candidate arm has finished runs yet", []
     cand = others[0]
@@ -93,7 +97,7 @@ def ab_section(runs: pd.DataFrame, sweep: dict, target) -> tuple[str, list[str]]
     return summary.ab_verdict(s), lines
 
 
-def grid_section(runs: pd.DataFrame, sweep: dict, target) -> tuple[str, pd.DataFrame]:
+def grid_section(runs: pd.DataFrame, sweep: SweepInfo | dict, target) -> tuple[str, pd.DataFrame]:
     base = baseline_arm(sweep, runs)
     table = summary.grid_table(runs, base, np.random.default_rng(BOOTSTRAP_SEED))
     if table.empty:
@@ -238,17 +242,6 @@ def provenance(runs: pd.DataFrame) -> list[str]:
     ]
 
 
-def current_runs(runs: pd.DataFrame, sweep: dict) -> tuple[pd.DataFrame, int]:
-    """The runs of the sweep's current plan (sweep.json's ``run_ids``) and how many others the folder
-    holds. Editing the trainer or a script gives new run ids; the older runs stay in ``runs/`` (results
-    are never deleted) but mixing them into one comparison would compare two versions of the code."""
-    ids = sweep.get("run_ids")
-    if ids is None or runs.empty:
-        return runs, 0
-    current = runs["run_id"].isin(set(ids))
-    return runs[current].reset_index(drop=True), int((~current).sum())
-
-
 def status_line(runs: pd.DataFrame, planned) -> str:
     counts = runs["status"].value_counts().sort_index()
     text = ", ".join(f"{k}={v}" for k, v in counts.items()) or "none"
@@ -295,12 +288,11 @@ def _png(fig) -> bytes:
 
 def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], dict]:
     """(title, [(heading, lines | DataFrame)], figures) of a results folder; verdict first."""
-    sweep = store.read_sweep(results_dir)
-    runs, stale = current_runs(store.read_runs(results_dir), sweep)
-    name = sweep.get("name") or (
-        runs["sweep"].dropna().iloc[0] if runs["sweep"].notna().any() else results_dir.name
-    )
-    target = sweep.get("target_val_loss") if "target_val_loss" in sweep else None
+    folder = ResultsDir(results_dir)
+    sweep = folder.read_sweep()
+    runs, stale = sweep.current_runs(folder.read_runs())
+    name = sweep.name or (runs["sweep"].dropna().iloc[0] if runs["sweep"].notna().any() else results_dir.name)
+    target = sweep.target_val_loss
     if runs.empty:
         return name, [("Verdict", ["no finished runs yet"])], {}
     kind = infer_kind(sweep, runs)
@@ -322,8 +314,8 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
          "and left out of this report"]
         if stale else []
     )  # fmt: skip
-    sections.append(("Runs", [status_line(runs, sweep.get("planned_runs")), *stale_line]))
-    steps = store.read_steps(results_dir, val_only=True)
+    sections.append(("Runs", [status_line(runs, sweep.planned_runs), *stale_line]))
+    steps = folder.read_steps(val_only=True)
     figs = make_figures(runs, steps, baseline_arm(sweep, runs), target)
     overhead = overhead_table(runs)
     sections += [("Per-run overhead (startup_s = wall_s - train time)", overhead)]
@@ -399,21 +391,12 @@ def write_report(results_dir: str | Path) -> dict[str, Path]:
 
 def write_report_verdict(results_dir: str | Path) -> tuple[dict[str, Path], str]:
     """`write_report`, also returning the verdict line (for the CLI, without building the report twice)."""
-    root = store.require_results(results_dir)
-    title, sections, figs = build_sections(root)
+    folder = ResultsDir(results_dir).require()
+    title, sections, figs = build_sections(folder.root)
     pngs = {name: _png(fig) for name, fig in figs.items()}
-    fig_dir = root / "figures"
     paths: dict[str, Path] = {}
     for name, data in pngs.items():
-        fig_dir.mkdir(exist_ok=True)
-        paths[f"figure:{name}"] = _atomic_bytes(fig_dir / f"{name}.png", data)
-    paths["md"] = _atomic_bytes(root / "report.md", render_markdown(title, sections, list(pngs)).encode())
-    paths["html"] = _atomic_bytes(root / "report.html", render_html(title, sections, pngs).encode())
+        paths[f"figure:{name}"] = folder.write_bytes(folder.figure_file(name), data)
+    paths["md"] = folder.write_text(folder.report_md, render_markdown(title, sections, list(pngs)))
+    paths["html"] = folder.write_text(folder.report_html, render_html(title, sections, pngs))
     return paths, " ".join(sections[0][1])
-
-
-def _atomic_bytes(path: Path, data: bytes) -> Path:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path

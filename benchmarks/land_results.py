@@ -3,11 +3,11 @@
     python benchmarks/land_results.py PATH/results.tgz [--only NAME ...] [--dest results]
 
 `benchmarks/h200_collect.sh` packs the chain's `results/` folders into `results.tgz`. This unpacks the
-named ones (all by default) into `--dest`, drops the driver's `.lock`, makes the machine's absolute
-paths in the runs' logs relative to the repository (torch's recompile notices name the source files
-by absolute path; a committed file names no machine's paths), and redraws each report with
-today's code (`ablate report`). A folder that exists already is replaced only with `--replace`.
-It prints one line per folder: runs, size, and what it changed.
+named ones (all by default) into `--dest`, drops the driver's `.lock` and the read index (`.cache/`),
+makes the machine's absolute paths in the runs' logs relative to the repository (torch's recompile
+notices name the source files by absolute path; a committed file names no machine's paths), and
+redraws each report with today's code (`ablate report`). A folder that exists already is replaced
+only with `--replace`. It prints one line per folder: runs, size, and what it changed.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def relative_sources(text: str) -> tuple[str, int]:
 def land(tgz: Path, dest: Path, only: list[str] | None = None, replace: bool = False) -> list[str]:
     """Unpack the chain's results folders from `tgz` into `dest`; one summary line per folder."""
     from analysis.report import write_report
-    from analysis.store import read_runs
+    from analysis.resultsdir import ResultsDir
 
     lines = []
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(tgz) as tar:
@@ -50,17 +50,17 @@ def land(tgz: Path, dest: Path, only: list[str] | None = None, replace: bool = F
             src, target = root / name, dest / name
             if target.exists() and not replace:
                 raise SystemExit(f"land_results: {target} exists; pass --replace to overwrite it")
-            (src / ".lock").unlink(missing_ok=True)
+            folder = ResultsDir(src)
+            folder.drop_machine_state()
             scrubbed = 0
             for log in sorted(src.glob("**/*.txt")):
                 text, n = relative_sources(log.read_text(errors="replace"))
                 if n:
-                    log.write_text(text)
+                    folder.write_text(log, text)
                     scrubbed += n
             if target.exists():
                 shutil.rmtree(target)
-            shutil.copytree(src, target)
-            runs = read_runs(target)
+            runs = folder.copy_to(target).read_runs()
             if len(runs):
                 write_report(target)
             size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())

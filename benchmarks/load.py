@@ -11,7 +11,6 @@ Exits 1 if any of the three misses the goal.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -42,8 +41,9 @@ def time_plan(n: int, folder: Path) -> float:
 
 
 def write_results(n: int, root: Path, rng: np.random.Generator) -> float:
-    from analysis import store
+    from analysis.resultsdir import ResultsDir, SweepInfo
 
+    folder = ResultsDir(root)
     t0 = time.perf_counter()
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     for i in range(n):
@@ -57,10 +57,8 @@ def write_results(n: int, root: Path, rng: np.random.Generator) -> float:
             "startup_s": 30.0, "started_at": start + timedelta(minutes=4 * i),
             "ended_at": start + timedelta(minutes=4 * i + 3), "exit_code": 0, "command": "[]",
         }  # fmt: skip
-        store.write_run(root, row, {}, fsync=False)  # bulk fixture: no need to flush each file
-    sweep = {"name": "load", "kind": "ab", "target_val_loss": 3.28, "baseline_arm": "baseline",
-             "arms": ["baseline", "candidate"], "planned_runs": n}  # fmt: skip
-    (root / "sweep.json").write_text(json.dumps(sweep))
+        folder.write_run(row, {}, fsync=False)  # bulk fixture: no need to flush each file
+    folder.write_sweep(SweepInfo("load", "ab", 3.28, "baseline", ("baseline", "candidate"), planned_runs=n))
     return time.perf_counter() - t0
 
 

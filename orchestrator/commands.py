@@ -1,22 +1,23 @@
 """`ablate run` and `ablate status`: thin `cmd_*` functions over the driver, executor and store.
 
 Ray is imported only inside `cmd_run` (never at import), so `ablate status`, `report` and `--help`
-work without starting anything.
+work without starting anything; `ablate run --dry-run` needs neither Ray nor pandas. The results
+folder is read and written through its owner, `analysis.resultsdir.ResultsDir`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
-import json
 import re
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions, atomic_write_text
+from analysis import InputError
+from analysis.resultsdir import ResultsDir, SweepInfo, split_current
+from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions
 from orchestrator.errors import UserError, storage_error
 
 DEFAULT_RESULTS_ROOT = Path("results")
@@ -144,10 +145,11 @@ def _check_stored_spec(results_dir: Path, spec, force: bool) -> None:
     from orchestrator.plan import spec_identity_diff
     from orchestrator.spec import SpecError, parse_spec
 
-    stored_path = results_dir / "spec.yaml"
+    folder = ResultsDir(results_dir)
+    stored_path = folder.spec_file
     if not stored_path.exists():
         return
-    stored_profile = _read_json(results_dir / "sweep.json").get("profile", spec.profile)
+    stored_profile = _stored_sweep_json(folder).get("profile", spec.profile)
     try:
         stored = parse_spec(yaml.safe_load(stored_path.read_text()), str(stored_path), profile=stored_profile)
     except (SpecError, yaml.YAMLError) as e:
@@ -162,23 +164,27 @@ def _check_stored_spec(results_dir: Path, spec, force: bool) -> None:
         )
 
 
+def sweep_info(plan, spec_path: Path) -> SweepInfo:
+    """What sweep.json says of `plan` (the report and `ablate status` count its run ids; other runs in
+    runs/, from an earlier version of the trainer or of a script, are kept but left out)."""
+    return SweepInfo(
+        name=plan.name,
+        kind=plan.kind,
+        target_val_loss=plan.target_val_loss,
+        baseline_arm=plan.baseline_arm,
+        arms=tuple(plan.arms),
+        profile=plan.profile,
+        spec_file=str(spec_path),
+        planned_runs=len(plan.runs),
+        run_ids=tuple(r.run_id for r in plan.runs),
+    )
+
+
 def _write_sweep_files(results_dir: Path, spec_path: Path, plan) -> None:
     """`spec.yaml` as submitted and `sweep.json` (what the report needs to know about the sweep)."""
-    atomic_write_text(results_dir / "spec.yaml", spec_path.read_text())
-    sweep = {
-        "name": plan.name,
-        "kind": plan.kind,
-        "target_val_loss": plan.target_val_loss,
-        "baseline_arm": plan.baseline_arm,
-        "arms": list(plan.arms),
-        "profile": plan.profile,
-        "spec_file": str(spec_path),
-        "planned_runs": len(plan.runs),
-        # the report and `ablate status` count these; other runs in runs/ (from an earlier version of
-        # the trainer or of a script, whose run ids differ) are kept but left out
-        "run_ids": [r.run_id for r in plan.runs],
-    }
-    atomic_write_text(results_dir / "sweep.json", json.dumps(sweep, indent=1) + "\n")
+    folder = ResultsDir(results_dir)
+    folder.write_text(folder.spec_file, spec_path.read_text())
+    folder.write_sweep(sweep_info(plan, spec_path))
 
 
 def _decider(plan):
@@ -186,10 +192,9 @@ def _decider(plan):
     if plan.kind != "ab":
         raise UserError(f"--until-decided needs an A/B spec (kind: ab); {plan.name} is kind {plan.kind}")
     from analysis.sequential import sequential_decision
-    from analysis.store import read_runs
 
     def decide(results_dir: Path) -> str | None:
-        return sequential_decision(read_runs(results_dir), plan=plan)
+        return sequential_decision(ResultsDir(results_dir).read_runs(), plan=plan)
 
     return decide
 
@@ -201,7 +206,6 @@ EXIT_RUNS_LEFT = 3
 def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) a sweep; exit 0 when every run ended ok or diverged, 1 when some failed, 3 when
     --max-blocks / --time-limit left runs for the next invocation."""
-    from analysis.store import finished_run_ids
     from orchestrator.plan import describe_plan
 
     _positive("--max-parallel", args.max_parallel)
@@ -210,7 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s  # from the command's start
     spec, plan = _load(args)
     results_dir = Path(args.results) if args.results else DEFAULT_RESULTS_ROOT / plan.name
-    done = frozenset(finished_run_ids(results_dir)) if results_dir.exists() else frozenset()
+    done = frozenset(ResultsDir(results_dir).finished_run_ids())
     if args.dry_run:
         print(describe_plan(plan, done_run_ids=done))
         return 0
@@ -236,9 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _missing(plan, results_dir: Path) -> int:
     """Runs still to run; when none, say so without starting Ray."""
-    from analysis.store import finished_run_ids
-
-    finished = set(finished_run_ids(results_dir))
+    finished = ResultsDir(results_dir).finished_run_ids()
     done = finished & {r.run_id for r in plan.runs}
     if stale := len(finished - done):
         print(
@@ -299,44 +301,25 @@ def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, de
 # ------------------------------------------------------------------------------------------ status
 
 
-def _read_json(path: Path) -> dict:
+def _stored_sweep_json(folder: ResultsDir) -> dict:
+    """sweep.json as stored, {} when absent or unreadable (status and the spec check go on without it)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return folder.read_sweep_json()
+    except (OSError, InputError):
         return {}
-
-
-def _driver_alive(results_dir: Path) -> bool:
-    """True when a driver holds the folder's lock right now."""
-    lock = results_dir / ".lock"
-    if not lock.exists():
-        return False
-    with open(lock) as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return False
 
 
 def status_text(results_dir: Path) -> str:
     """The text `ablate status` prints: per arm done/failed/missing, and what is running."""
-    from analysis.store import read_runs
-
-    sweep, status = _read_json(results_dir / "sweep.json"), _read_json(results_dir / "status.json")
-    runs = read_runs(results_dir)
-    planned_ids = sweep.get("run_ids")
-    stale = 0
-    if planned_ids is not None and len(runs):
-        current = runs["run_id"].isin(set(planned_ids))
-        stale, runs = int((~current).sum()), runs[current]
+    folder = ResultsDir(results_dir)
+    sweep, status = _stored_sweep_json(folder), folder.read_status()
+    runs, stale = split_current(folder.read_runs(), sweep.get("run_ids"))
     counts: dict[str, Counter] = {}
     for arm, st in zip(runs.get("arm", []), runs.get("status", []), strict=False):
         counts.setdefault(arm, Counter())[st] += 1
     planned = status.get("planned_per_arm") or {}
     arms = list(dict.fromkeys([*sweep.get("arms", []), *planned, *counts]))
-    alive = _driver_alive(results_dir)
+    alive = folder.driver_alive()
     head = f"sweep {sweep.get('name', results_dir.name)} ({sweep.get('kind', '?')}) in {results_dir}: "
     head += (
         f"driver running (pid {status.get('pid')} on {status.get('host')})" if alive else "no driver running"
@@ -380,7 +363,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise UserError(
             f"{results_dir}: no such results folder; pass one written by `ablate run`, e.g. results/demo"
         )
-    if not (results_dir / "sweep.json").exists() and not (results_dir / "runs").exists():
+    if not ResultsDir(results_dir).is_results():
         raise UserError(f"{results_dir}: not a sweep's results folder (no sweep.json, no runs/)")
     with contextlib.suppress(BrokenPipeError):
         print(status_text(results_dir))

@@ -1,17 +1,16 @@
 """The sweep loop: submit blocks as they fit, store each run as it ends, re-run lost blocks, resume.
 
-The driver owns the results folder (one driver per folder, enforced by `ResultsLock`): workers
-send rows, steps and log text back as events and only the driver writes, through `analysis.store`.
+The driver is the one writer of its results folder (one driver per folder, enforced by `ResultsLock`):
+workers send rows, steps and log text back as events and only the driver writes them, through the
+folder's owner, `analysis.resultsdir.ResultsDir`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
-import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from analysis.resultsdir import FolderBusy, ResultsDir
 from orchestrator.errors import UserError, storage_error
 from orchestrator.executor import BlockContext, Executor, Job, with_seed
 from orchestrator.launch import identity_row
@@ -28,52 +28,22 @@ from orchestrator.runspec import Block, Plan, RunSpec
 from orchestrator.version import ablate_version
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write under a name starting with '.', then rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 class ResultsLock:
-    """An exclusive fcntl lock on `<results>/.lock` (holding pid and host) for one driver per folder."""
+    """The results folder's driver lock (`analysis.resultsdir.FolderLock`), refusing as a UserError."""
 
     def __init__(self, results_dir: Path):
-        self.path = Path(results_dir) / ".lock"
-        self._f = None
+        self._lock = ResultsDir(results_dir).lock()
+        self.path = self._lock.path
 
     def __enter__(self) -> ResultsLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # noqa: SIM115 -- held open for the lock's lifetime
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            f.close()
-            raise UserError(
-                f"{self.path.parent} is in use by another ablate run ({holder}); wait for it to end, "
-                "or write elsewhere with --results DIR"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        f.flush()
-        self._f = f
+            self._lock.__enter__()
+        except FolderBusy as e:
+            raise UserError(str(e)) from None
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._f is not None:
-            fcntl.flock(self._f, fcntl.LOCK_UN)
-            self._f.close()
-            self._f = None
+        self._lock.__exit__(*exc)
 
 
 @dataclass(frozen=True)
@@ -239,21 +209,19 @@ class SweepDriver:
         progress: Any = None,
         decide: Callable[[Path], str | None] | None = None,
     ):
-        from analysis import store
-
         self.plan, self.results_dir, self.executor = plan, Path(results_dir), executor
+        self.folder = ResultsDir(self.results_dir)
         self.options = options or SweepOptions()
         self.ctx = ctx or BlockContext()
         self.progress = progress
         self.decide = decide
-        self.store = store
         self.runs = {r.run_id: r for r in plan.runs}
-        done = set(store.finished_run_ids(self.results_dir)) & set(self.runs)
+        done = self.folder.finished_run_ids() & set(self.runs)
         self.queue: deque[Block] = deque(pending_blocks(plan, done))
         self.inflight: dict[int, Job] = {}
         self.started_blocks: set[int] = set()
         self.lost: Counter = Counter()
-        self.attempts: Counter = Counter(self._stored_attempts())
+        self.attempts: Counter = self.folder.attempt_counts()  # a resumed run keeps counting
         self.state = SweepState(
             planned=len(self.runs),
             skipped=len(done),
@@ -262,13 +230,6 @@ class SweepDriver:
             plan_run_s=_mean_estimate([r for b in self.queue for r in b.runs]),
         )
         self._status_at = 0.0
-
-    def _stored_attempts(self) -> dict[str, int]:
-        """Attempts already on disk per run_id (so a resumed run keeps counting)."""
-        counts: Counter = Counter()
-        for p in (self.results_dir / "attempts").glob("*.parquet"):
-            counts[p.name.split(".")[0]] += 1
-        return dict(counts)
 
     # ------------------------------------------------------------------------------------ loop
 
@@ -449,20 +410,18 @@ class SweepDriver:
     def _on_attempt(self, job: Job, event: dict) -> None:
         row = event["row"]
         run = self.runs[row["run_id"]]
-        atomic_write_text(self.results_dir / "attempts" / f"{run.run_id}.{row['attempt']}.txt", event["log"])
-        self.store.write_attempt(self.results_dir, complete_row(row, run, self.plan), self.plan.knob_types)
+        self.folder.write_text(self.folder.attempt_log_file(run.run_id, row["attempt"]), event["log"])
+        self.folder.write_attempt(complete_row(row, run, self.plan), self.plan.knob_types)
         self.state.running.pop(run.run_id, None)
 
     def _on_run(self, job: Job, event: dict) -> None:
         row = event["row"]
         run = self.runs[row["run_id"]]
         if row["status"] in ("failed", "timeout"):
-            self.store.write_attempt(
-                self.results_dir, complete_row(row, run, self.plan), self.plan.knob_types
-            )
-        atomic_write_text(self.results_dir / "logs" / f"{run.run_id}.txt", event["log"])
-        self.store.write_steps(self.results_dir, run.run_id, event["steps"])
-        self.store.write_run(self.results_dir, complete_row(row, run, self.plan), self.plan.knob_types)
+            self.folder.write_attempt(complete_row(row, run, self.plan), self.plan.knob_types)
+        self.folder.write_text(self.folder.log_file(run.run_id), event["log"])
+        self.folder.write_steps(run.run_id, event["steps"])
+        self.folder.write_run(complete_row(row, run, self.plan), self.plan.knob_types)
         job.reported.add(run.run_id)
         self.state.running.pop(run.run_id, None)
         self.state.record(row)
@@ -521,7 +480,7 @@ class SweepDriver:
             "command": json.dumps(list(run.command)),
             "script_sha256": run.script_sha256,
         }
-        self.store.write_run(self.results_dir, complete_row(row, run, self.plan), self.plan.knob_types)
+        self.folder.write_run(complete_row(row, run, self.plan), self.plan.knob_types)
         self.state.done["failed"] += 1
 
     # ------------------------------------------------------------------------------ reporting
@@ -557,4 +516,4 @@ class SweepDriver:
                 for r in st.running.values()
             ],
         }
-        atomic_write_text(self.results_dir / "status.json", json.dumps(status, indent=1) + "\n")
+        self.folder.write_status(status)

@@ -161,3 +161,64 @@ def test_require_results(tmp_path):
         store.require_results(tmp_path / "x")
     with pytest.raises(InputError, match="not a results folder"):
         store.require_results(tmp_path)
+
+
+def _index_saved(root, n=70):
+    """`n` runs written and read once: the read index (`.cache/runs.parquet`) holds them."""
+    for i in range(n):
+        store.write_run(root, run_row(f"run{i:03d}", "a", loss=3.0 + i, time_ms=1.0), {}, fsync=False)
+    assert len(store.read_runs(root)) == n
+    assert (root / ".cache" / "runs.parquet").exists() and not (root / ".cache" / "runs.journal").exists()
+
+
+def test_a_run_file_replaced_atomically_is_read_again_not_served_from_the_index(tmp_path):
+    """What a retry that replaces a failed run's file relies on: the index is keyed by the file."""
+    from analysis.resultsdir import ResultsDir, atomic_write
+
+    _index_saved(tmp_path)
+    folder = ResultsDir(tmp_path)
+    row = run_row("run005", "a", loss=None, time_ms=None, status="failed")
+    table = folder._table(row, {})
+    atomic_write(folder.run_file("run005"), lambda fh: pq.write_table(table, fh), overwrite=True)
+    df = store.read_runs(tmp_path).set_index("run_id")
+    assert df.at["run005", "status"] == "failed" and pd.isna(df.at["run005", "final_val_loss"])
+    assert df.at["run006", "final_val_loss"] == 9.0 and len(df) == 70
+
+
+def test_the_index_serves_rows_without_opening_their_run_files(tmp_path):
+    import os
+
+    _index_saved(tmp_path)
+    path = tmp_path / "runs" / "run007.parquet"
+    st = path.stat()
+    with open(path, "r+b") as f:  # same file, same size and mtime: only the content is not parquet now
+        f.write(b"\0" * st.st_size)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert store.read_runs(tmp_path).set_index("run_id").at["run007", "final_val_loss"] == 10.0
+
+
+def test_a_torn_journal_or_damaged_index_costs_time_not_rows(tmp_path):
+    for i in range(3):
+        store.write_run(tmp_path, run_row(f"r{i}", "a", loss=3.0 + i, time_ms=1.0), {})
+    with open(tmp_path / ".cache" / "runs.journal", "a") as f:
+        f.write('{"key": "1:2:3", "knob_types": {}, "row": {"run_id": "r0", "status": "bogus"}}\n{"key": ')
+    (tmp_path / ".cache" / "runs.parquet").write_bytes(b"PAR1 damaged")
+    df = store.read_runs(tmp_path)
+    assert df["run_id"].tolist() == ["r0", "r1", "r2"] and df["final_val_loss"].tolist() == [3.0, 4.0, 5.0]
+    assert set(df["status"]) == {"ok"}
+
+
+def test_results_are_fsynced_and_the_rest_is_not(tmp_path, monkeypatch):
+    from analysis import resultsdir
+
+    calls = []
+    monkeypatch.setattr(resultsdir.os, "fsync", lambda fd: calls.append(fd))
+    folder = resultsdir.ResultsDir(tmp_path)
+    folder.write_run(run_row("r1", "a", loss=3.0, time_ms=1.0), {})
+    folder.write_steps("r1", [{"step": 0, "val_loss": 10.0}])
+    assert len(calls) == 2
+    folder.write_run(run_row("r2", "a", loss=3.0, time_ms=1.0), {}, fsync=False)  # a bulk ingest
+    folder.write_text(folder.report_md, "# report\n")
+    folder.write_status({"state": "running"})
+    assert len(calls) == 2 and folder.report_md.read_text() == "# report\n"
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]

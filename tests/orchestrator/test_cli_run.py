@@ -192,3 +192,25 @@ def test_durations():
         150,
         3600,
     ]
+
+
+def test_dry_run_needs_neither_pandas_nor_pyarrow(tmp_path):
+    """The GPU machines' slim bundle may lack them: the plan, and which runs are done, still print."""
+    import subprocess
+
+    from orchestrator.plan import make_plan
+    from orchestrator.spec import load_spec
+    from tests.analysis.helpers import run_row
+
+    spec = write_spec(tmp_path)
+    first = make_plan(load_spec(spec)).runs[0].run_id
+    results = tmp_path / "r"
+    store.write_run(results, run_row(first, "base", loss=3.3, time_ms=1000.0), {})
+    code = (
+        "import sys; sys.modules['pandas'] = sys.modules['pyarrow'] = None\n"
+        "from orchestrator.cli import main\n"
+        f"sys.exit(main(['run', {str(spec)!r}, '--dry-run', '--results', {str(results)!r}]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(rf"{first}\s+done", proc.stdout) and "to run: 3 of 4 runs (1 done)" in proc.stdout
