@@ -134,7 +134,13 @@ def read_arm(source: ArmSource) -> Arm:
     """Read every file of an arm once; exact copies count once; raises InputError when none is usable."""
     arm = Arm(source)
     first: dict[str, LogFile] = {}
+    paths: dict[str, Path] = {}
     for path, problem in source.entries:
+        if (real := _real(path)) in paths:  # one file by two names (links, a glob through a loop)
+            why = f"the same file as {_relative(paths[real], source.base)}"
+            arm.skipped.append((LogFile(path, None, None, None, None), "duplicate", why))
+            continue
+        paths[real] = path
         f = read_log(path, problem)
         if f.error is not None:
             arm.skipped.append((f, "unreadable", f.error))
@@ -164,7 +170,7 @@ def _duplicate_warnings(arm: Arm) -> list[str]:
         return []
     listed = ", ".join(f"{arm.show(f)} ({why})" for f, why in dups[:3])
     more = f" and {len(dups) - 3} more" if len(dups) > 3 else ""
-    return [f"{arm.who}: {len(dups)} exact copies of other logs counted once: {listed}{more}"]
+    return [f"{arm.who}: {len(dups)} duplicate logs counted once: {listed}{more}"]
 
 
 def _groups(arm: Arm, key) -> list[list[LogFile]]:

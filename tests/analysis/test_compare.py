@@ -159,13 +159,13 @@ def test_exact_copies_count_once_with_a_warning(tmp_path, capsys):
     base = f"{folder}/comparison_*"
     code, out, err = _ablate(capsys, "compare", "--baseline-logs", base, "--candidate-logs", folder)
     assert code == 0 and "candidate: p=0.0003  (n=10," in out and "Time improve: 1.4173 sec" in out
-    warning = "warning: candidate: 10 exact copies of other logs counted once: run00.txt (exact copy of "
+    warning = "warning: candidate: 10 duplicate logs counted once: run00.txt (exact copy of "
     assert warning + "copy_of_run00.txt)" in out
     assert "candidate 10 used, 10 skipped (duplicate 10)" in out
     data = json.loads(
         _ablate(capsys, "compare", "--baseline-logs", base, "--candidate-logs", folder, "--json")[1]
     )
-    assert data["arms"]["candidate"]["n"] == 10 and "exact copies" in data["warnings"][0]
+    assert data["arms"]["candidate"]["n"] == 10 and "10 duplicate logs" in data["warnings"][0]
     assert {s["reason"] for s in data["files"]["candidate"]["skipped"]} >= {"exact copy of copy_of_run00.txt"}
 
 
@@ -175,7 +175,7 @@ def test_three_copies_of_one_run_are_one_run(tmp_path, capsys):
         shutil.copy(arm / "run00.txt", arm / f"again{k}.txt")
     code, out, _ = _ablate(capsys, "compare", "--logs", arm)
     assert code == 0 and "runs: p=n/a  (n=1: no test" in out and "record rule: no test (runs n=1)" in out
-    assert "2 exact copies" in out
+    assert "2 duplicate logs counted once: again2.txt (exact copy of again1.txt), run00.txt" in out
 
 
 def test_unreadable_log_is_a_skip_with_its_reason_or_one_line(tmp_path, capsys, monkeypatch):

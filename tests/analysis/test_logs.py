@@ -1,13 +1,26 @@
 """Log parsing: upstream files with a code header, stdout captures, and every way a log goes wrong."""
 
+import gzip
 import math
+import os
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis import InputError
-from analysis.logs import collect_logs, parse_log_file, parse_log_text, parse_step_line
+from analysis.logs import (
+    code_fingerprint,
+    collect_logs,
+    match_logs,
+    parse_log_bytes,
+    parse_log_file,
+    parse_log_text,
+    parse_step_line,
+    read_log,
+    scan_logs,
+)
 from tests.analysis.helpers import FAKE_CODE, SEP, step_lines, upstream_log
 
 
@@ -185,3 +198,139 @@ test_any_text_parses_to_a_status = settings(max_examples=150, deadline=None)(
 test_step_like_lines_with_odd_numbers_parse_to_a_status = settings(max_examples=150, deadline=None)(
     given(*PROPERTIES["logs: step-like lines, odd numbers"][0])(prop_step_like_lines)
 )
+
+
+# The two readings (every step line, or the final lines `ablate compare` needs) and the two inputs (text,
+# or bytes decoded only after the header) agree on everything but `steps`.
+def _summary(log) -> str:
+    return repr(replace(log, steps=()))  # repr: NaN figures compare equal as text
+
+
+def prop_final_lines_reading_agrees(lines, sep):
+    text = sep.join(lines)
+    full = parse_log_text(text)
+    fast = parse_log_text(text, all_steps=False)
+    assert _summary(fast) == _summary(full)
+    assert set(map(repr, fast.steps)) <= set(map(repr, full.steps))
+    assert _summary(parse_log_bytes(text.encode("utf-8", "surrogatepass"), all_steps=False)) == _summary(full)
+
+
+def prop_bytes_reading_agrees(junk, tail):
+    data = junk + upstream_log(10, 3.28, 1000, val_every=3).encode() + tail
+    assert repr(parse_log_bytes(data)) == repr(parse_log_text(data.decode("utf-8", errors="replace")))
+
+
+special_lines = st.sampled_from(
+    [
+        "step:3/3 val_loss:3.0 train_time:3ms step_avg:1.00ms",
+        "step:3/3 val_loss:nan train_time:3ms step_avg:1.00ms",
+        "step:3/3 train_time:3ms step_avg:1.00ms",
+        "[default0]:step:3/3 val_loss:3.0 train_time:3ms step_avg:1.00ms",
+        "peak memory allocated: 1 MiB reserved: 2 MiB",
+        "diverged: x",
+        "=" * 100,
+    ]
+)
+PROPERTIES["logs: final-lines reading agrees with the full one"] = (
+    (
+        st.lists(st.one_of(mixed_lines.map("\n".join), special_lines), max_size=30),
+        st.sampled_from(["\n", "\r\n"]),
+    ),
+    prop_final_lines_reading_agrees,
+)
+PROPERTIES["logs: bytes reading agrees with text"] = (
+    (st.binary(max_size=120), st.binary(max_size=40)),
+    prop_bytes_reading_agrees,
+)
+
+test_final_lines_reading_agrees = settings(max_examples=300, deadline=None)(
+    given(*PROPERTIES["logs: final-lines reading agrees with the full one"][0])(
+        prop_final_lines_reading_agrees
+    )
+)
+test_bytes_reading_agrees = settings(max_examples=100, deadline=None)(
+    given(*PROPERTIES["logs: bytes reading agrees with text"][0])(prop_bytes_reading_agrees)
+)
+
+
+def test_final_lines_reading_keeps_val_lines_and_the_last_line():
+    text = upstream_log(20, 3.2806, 163078, val_every=5)
+    fast = parse_log_text(text, all_steps=False)
+    assert [s.step for s in fast.steps] == [0, 5, 10, 15, 20]
+    cut = parse_log_text(text[: text.index("step:18/20")], all_steps=False)
+    assert cut.status == "truncated" and [s.step for s in cut.steps] == [0, 5, 10, 15, 17]
+
+
+def test_torchrun_tee_prefixes_are_dropped():
+    lines = step_lines(10, 3.29, 5000, val_every=5)
+    tee = "\n".join(
+        ["W0905 torch/distributed/run.py: Setting OMP_NUM_THREADS", *(f"[default0]:{x}" for x in lines)]
+    )
+    log = parse_log_text(tee)
+    assert log.status == "ok" and log.final_val_loss == 3.29 and log.train_time_ms == 5000
+    assert parse_log_text(tee.replace("[default0]:", "[trainer3]:")).status == "ok"
+
+
+def test_step_line_keys_are_lower_case_as_printed():
+    assert parse_step_line("STEP:1/1 VAL_LOSS:3.2 TRAIN_TIME:1ms STEP_AVG:1.00ms") is None
+    assert parse_step_line("step:1/1 val_loss:NaN train_time:1ms step_avg:1.00ms").val_loss != 0  # nan
+
+
+def test_parse_log_file_reads_gzip(tmp_path):
+    p = tmp_path / "run.txt.gz"
+    p.write_bytes(gzip.compress(upstream_log(10, 3.2806, 163078).encode()))
+    assert parse_log_file(p).final_val_loss == 3.2806
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b\x08 cut")
+    with pytest.raises(InputError, match="bad.gz: cannot read it \\(not a readable gzip file"):
+        parse_log_file(tmp_path / "bad.gz")
+
+
+def test_code_fingerprint_names_the_script_only():
+    plain = upstream_log(10, 3.28, 1000).encode()
+    fp = code_fingerprint(plain)
+    assert fp is not None and len(fp) == 16
+    assert code_fingerprint(b"# run 7 of 10\n\n" + plain) == fp  # a leading note changes no training
+    assert code_fingerprint(upstream_log(12, 3.3, 2000).encode()) == fp  # other steps, times: same code
+    assert code_fingerprint(plain.replace(b"Running Python 3.12.7", b"Running Python 3.13")) == fp
+    assert code_fingerprint(plain.replace(b"val_loss_every = 125", b"val_loss_every = 250")) != fp
+    assert code_fingerprint(b"step:1/1 val_loss:3.3 train_time:1ms step_avg:1.00ms") is None  # no header
+    ours = [b'{"mlp_off": [0]}', b'{"seed": 1}', b'{"steps": 20}', SEP.encode(), b"Device: cpu", SEP.encode()]
+    other_seed = [*ours[:1], b'{"seed": 2}', *ours[2:]]
+    assert code_fingerprint(b"\n".join(ours)) == code_fingerprint(b"\n".join(other_seed))
+    assert code_fingerprint(b"\n".join(ours)) != code_fingerprint(b"\n".join(ours).replace(b"[0]", b"[1]"))
+
+
+def test_read_log_never_raises(tmp_path):
+    good = tmp_path / "a.txt"
+    good.write_text(upstream_log(10, 3.28, 1000))
+    f = read_log(good)
+    assert f.error is None and f.log.status == "ok" and len(f.digest) == 16 and f.code is not None
+    assert read_log(tmp_path / "missing.txt").error == "cannot read it (No such file or directory)"
+    assert read_log(tmp_path, "is a folder").error == "is a folder"
+
+
+def test_scan_logs_recursion_links_and_names(tmp_path):
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    for name in (
+        "a.txt",
+        "b.LOG",
+        "c.out",
+        "d.txt.gz",
+        "sub/e.txt",
+        "sub/deeper/f.log",
+        "README.md",
+        "g.metrics.jsonl",
+    ):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path)  # a loop of links ends
+    (tmp_path / "broken.txt").symlink_to(tmp_path / "gone.txt")
+    os.mkfifo(tmp_path / "pipe.log")
+    top = {p.name: why for p, why in scan_logs(tmp_path)}
+    problems = {"broken.txt": "broken link (its target does not exist)", "pipe.log": "not a regular file"}
+    assert top == {"a.txt": None, "b.LOG": None, "c.out": None, "d.txt.gz": None, **problems}
+    deep = [str(p.relative_to(tmp_path)) for p in match_logs(tmp_path, recursive=True)]
+    assert deep == ["a.txt", "b.LOG", "c.out", "d.txt.gz", "sub/deeper/f.log", "sub/e.txt"]
+    looped = match_logs(str(tmp_path / "**" / "f.log"))  # a glob follows the loop: same file, many names
+    assert {os.path.realpath(p) for p in looped} == {str((tmp_path / "sub/deeper/f.log").resolve())}
+    with pytest.raises(InputError, match="File name too long"):
+        scan_logs(tmp_path / ("x" * 300))
