@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis import InputError
-from analysis.logs import LogFile, folder_entries, read_log, scan_logs, stat_path
+from analysis.logs import LogFile, filter_names, folder_entries, read_log, scan_logs, stat_path
 
 BASELINE_WORDS = ("baseline", "master", "comparison")
 """A record folder's subfolder whose name holds one of these (any case) is the baseline's."""
@@ -220,15 +220,6 @@ def _subfolder_arms(subfolders: list[str], filters: dict) -> dict[str, list]:
     return arms
 
 
-def _filtered(entries, include_prefix=None, exclude_prefix=None):
-    return [
-        (Path(p), why)
-        for p, why in entries
-        if (not include_prefix or os.path.basename(p).startswith(include_prefix))
-        and not (exclude_prefix and os.path.basename(p).startswith(exclude_prefix))
-    ]
-
-
 def record_sources(folder: str, baseline: str | None = None, **filters) -> tuple[list[ArmSource], list[str]]:
     """The two arms of an upstream record folder, and notes (warnings) on what was left out.
 
@@ -244,7 +235,7 @@ def record_sources(folder: str, baseline: str | None = None, **filters) -> tuple
         top, subfolders = folder_entries(folder)
     except OSError as e:
         raise InputError(f"{folder}: cannot list this folder ({e.strerror or e})") from None
-    top = _filtered(top, **filters)
+    top = [(Path(p), why) for p, why in filter_names(top, **filters)]
     comparison = [(p, why) for p, why in top if p.name.startswith("comparison_")]
     others = [(p, why) for p, why in top if not p.name.startswith("comparison_")]
     arm_dirs = _subfolder_arms(subfolders, filters)
@@ -281,7 +272,7 @@ def _comparison_split(folder, baseline, comparison, others, arm_dirs):
     ]
     arms = [
         ArmSource(
-            "baseline", f"{folder} comparison_* files", tuple(comparison), True, folder, "comparison_*"
+            "baseline", f"{folder} comparison_* files", tuple(comparison), False, folder, "comparison_*"
         ),
         ArmSource("candidate", f"{folder} other files", tuple(others), False, folder, "the other files"),
     ]
@@ -343,17 +334,11 @@ def select_arms(
     elif record_dir is not None:
         sources, notes = record_sources(record_dir, baseline, **filters)
     else:
-        missing = (
-            "--candidate-logs"
-            if candidate_logs is None
-            else "--baseline-logs"
-            if baseline_logs is None
-            else None
-        )
-        if missing:
-            raise InputError(
-                f"{missing} is missing: the two-arm form needs --baseline-logs and --candidate-logs"
-            )
+        for flag, value in (("--baseline-logs", baseline_logs), ("--candidate-logs", candidate_logs)):
+            if value is None:
+                raise InputError(
+                    f"{flag} is missing: the two-arm form needs --baseline-logs and --candidate-logs"
+                )
         sources = [
             spec_source("baseline", "--baseline-logs", baseline_logs, **filters),
             spec_source("candidate", "--candidate-logs", candidate_logs, **filters),

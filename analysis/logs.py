@@ -377,6 +377,16 @@ def stat_path(spec: str) -> os.stat_result | None:
         raise InputError(f"{spec}: {e.strerror or e} (give a folder of logs, a log file or a glob)") from None
 
 
+def filter_names(entries: list, *, include_prefix=None, exclude_prefix=None) -> list:
+    """The (path, ...) entries whose file name starts with include_prefix and not with exclude_prefix."""
+    return [
+        e
+        for e in entries
+        if (not include_prefix or os.path.basename(e[0]).startswith(include_prefix))
+        and not (exclude_prefix and os.path.basename(e[0]).startswith(exclude_prefix))
+    ]
+
+
 def scan_logs(
     dir_or_glob: str | Path, *, exclude_prefix=None, include_prefix=None, recursive: bool = False
 ) -> list[tuple[Path, str | None]]:
@@ -399,10 +409,7 @@ def scan_logs(
         found = [(spec, _entry_problem(spec))]
     else:
         raise InputError(f"{spec}: no such folder or file (give a folder of logs, a log file or a glob)")
-    if include_prefix:
-        found = [(q, why) for q, why in found if os.path.basename(q).startswith(include_prefix)]
-    if exclude_prefix:
-        found = [(q, why) for q, why in found if not os.path.basename(q).startswith(exclude_prefix)]
+    found = filter_names(found, include_prefix=include_prefix, exclude_prefix=exclude_prefix)
     if not found:
         raise InputError(
             f"{spec}: no log files matched (logs are *.txt, *.log or *.out, also .gz; check the prefixes)"

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from analysis.cli import parse_target
+from analysis.stats import DEFAULT_TARGET
 from orchestrator.cli import main
 from tests.analysis.helpers import make_ab_results, upstream_log, write_seed_logs
 
@@ -133,13 +135,24 @@ def test_compare_help_documents_one_folder_use(capsys):
         main(["compare", "--help"])
     out = capsys.readouterr().out
     assert "comparison_*" in out and "--exclude-prefix" in out
+    for text in ("RECORD_DIR", "--baseline NAME", "--logs DIR_OR_GLOB", "read with its subfolders", "*.out",
+                 "gzip", "[default0]:", "--verbose", "--strict", f"(default {DEFAULT_TARGET})"):  # fmt: skip
+        assert text in " ".join(out.split()), text
+
+
+def test_one_definition_of_the_target_and_the_bootstrap_seed():
+    from analysis import report, summary
+
+    assert parse_target(None) == DEFAULT_TARGET and parse_target("none") is None
+    assert parse_target("3.2") == 3.2
+    assert summary.BOOTSTRAP_SEED == report.BOOTSTRAP_SEED  # compare's numbers are the report's
 
 
 def test_analysis_never_imports_ray_or_torch():
     code = (
         "import sys\n"
         "import analysis, analysis.logs, analysis.store, analysis.stats, analysis.sequential\n"
-        "import analysis.figures, analysis.summary, analysis.report, analysis.cli\n"
+        "import analysis.figures, analysis.summary, analysis.report, analysis.cli, analysis.compare\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch'))\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"
