@@ -24,6 +24,7 @@ import os
 import stat
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from analysis import InputError
@@ -45,6 +46,11 @@ class ArmSource:
     is_glob: bool
     base: str  # file names are shown relative to this folder
     origin: str | None = None  # said in the file count when the arms were split from a record folder
+
+    @cached_property
+    def reals(self) -> tuple[str, ...]:
+        """The real path of each entry (links and `..` resolved), in the order of `entries`."""
+        return tuple(os.path.realpath(p) for p, _ in self.entries)
 
 
 @dataclass
@@ -101,13 +107,10 @@ def spec_source(name: str, label: str, spec: str, **filters) -> ArmSource:
     )
 
 
-def _real(path: Path) -> str:
-    return os.path.realpath(path)
-
-
 def split_overlap(b: ArmSource, c: ArmSource) -> tuple[ArmSource, ArmSource]:
     """The two arms with no file in both, decided on real paths (see the module docstring)."""
-    rb, rc = {_real(p): p for p, _ in b.entries}, {_real(p): p for p, _ in c.entries}
+    rb = {r: p for r, (p, _) in zip(b.reals, b.entries, strict=True)}
+    rc = {r: p for r, (p, _) in zip(c.reals, c.entries, strict=True)}
     if set(rb) == set(rc):
         raise InputError(
             f"all {len(rb)} file(s) matched by both {b.label} and {c.label} (the same set, however spelled; "
@@ -122,7 +125,7 @@ def split_overlap(b: ArmSource, c: ArmSource) -> tuple[ArmSource, ArmSource]:
         )
     if both:
         loser = c if b.is_glob else b
-        kept = tuple((p, why) for p, why in loser.entries if _real(p) not in both)
+        kept = tuple(e for r, e in zip(loser.reals, loser.entries, strict=True) if r not in both)
         if not kept:
             raise InputError(f"{loser.label}: every matched log also belongs to the other arm; nothing left")
         loser = ArmSource(loser.name, loser.label, kept, loser.is_glob, loser.base, loser.origin)
@@ -135,8 +138,8 @@ def read_arm(source: ArmSource) -> Arm:
     arm = Arm(source)
     first: dict[str, LogFile] = {}
     paths: dict[str, Path] = {}
-    for path, problem in source.entries:
-        if (real := _real(path)) in paths:  # one file by two names (links, a glob through a loop)
+    for real, (path, problem) in zip(source.reals, source.entries, strict=True):
+        if real in paths:  # one file by two names (links, a glob through a loop)
             why = f"the same file as {_relative(paths[real], source.base)}"
             arm.skipped.append((LogFile(path, None, None, None, None), "duplicate", why))
             continue
