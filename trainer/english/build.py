@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data import DataError, default_data_root, read_header, write_shard
 from trainer.english import bpe
 from trainer.english.fetch import archive_version, ensure_archives
 from trainer.english.sources import Source, by_name
+from trainer.shards import DataError, default_data_root, read_header, write_shard
 
 TRAIN_GOAL = 33_554_432  # 2**25: upstream's record script reads 31.5 M tokens in 80 steps (it never cycles)
 VAL_GOAL = 1_048_577  # h200-mini's val_tokens (1,048,576) plus the one token a window needs past its end

@@ -6,9 +6,9 @@ import argparse
 import shlex
 from pathlib import Path
 
-from trainer.data import default_data_root
 from trainer.english import bpe, build
 from trainer.english.sources import SOURCES
+from trainer.shards import default_data_root
 
 ENGLISH_EPILOG = """\
 sources (narrative ones are taken whole, the others ranked by prose score):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.data import DataError
+from trainer.shards import DataError
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
