@@ -421,3 +421,8 @@ def test_compare_imports_no_report_stack(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "loaded: []" in res.stdout and "Time improve: 1.4173 sec" in res.stdout
+
+
+def test_readme_quotes_the_golden_output():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert (EXPECTED / "compare_seed_record.txt").read_text() in readme
