@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 
 from analysis import InputError
-from analysis.logs import LogFile, filter_names, folder_entries, read_log, scan_logs, stat_path
+from analysis.logs import LogFile, filter_names, folder_entries, read_log, scan_logs, stat_path, walk_logs
 
 BASELINE_WORDS = ("baseline", "master", "comparison")
 """A record folder's subfolder whose name holds one of these (any case) is the baseline's."""
@@ -216,10 +216,9 @@ def _subfolder_arms(subfolders: list[str], filters: dict) -> dict[str, list]:
     """name -> (path, problem) of each subfolder holding logs (one without, e.g. figures/, is no arm)."""
     arms = {}
     for sub in subfolders:
-        try:
-            arms[os.path.basename(sub)] = scan_logs(sub, recursive=True, **filters)
-        except InputError:
-            continue  # no log in it
+        entries = filter_names(walk_logs(sub, recursive=True), **filters)
+        if entries:
+            arms[os.path.basename(sub)] = [(Path(p), why) for p, why in sorted(entries)]
     return arms
 
 

@@ -283,7 +283,7 @@ def code_fingerprint(data: bytes) -> str | None:
 class LogFile:
     """One matched file as `ablate compare` reads it.
 
-    digest: 16 hex of sha256 of the log's text (decompressed), the same id `ingest` gives the run;
+    digest: 16 hex of sha256 of the log's text (decompressed; for a plain file, `ingest`'s run_id);
     code: `code_fingerprint`; log: the parse (`all_steps=False`); error: why it could not be read, in
     words (then digest, code and log are None).
     """
@@ -338,7 +338,7 @@ def folder_entries(folder: str) -> tuple[list[tuple[str, str | None]], list[str]
     return logs, subfolders
 
 
-def _walk(folder: str, recursive: bool) -> list[tuple[str, str | None]]:
+def walk_logs(folder: str, recursive: bool) -> list[tuple[str, str | None]]:
     """(path, problem) of the log-named entries of a folder, and of its subfolders when `recursive`.
 
     Links to folders are followed once (a loop of links ends); a subfolder that cannot be listed is an
@@ -404,11 +404,11 @@ def scan_logs(
     spec = str(dir_or_glob)
     found_at = stat_path(spec)
     if found_at is not None and stat.S_ISDIR(found_at.st_mode):
-        found = _walk(spec, recursive)
+        found = walk_logs(spec, recursive)
     elif glob.has_magic(spec):
         found = []
         for q in sorted(glob.glob(spec, recursive=True)):
-            found += _walk(q, recursive) if os.path.isdir(q) else [(q, _entry_problem(q))]
+            found += walk_logs(q, recursive) if os.path.isdir(q) else [(q, _entry_problem(q))]
     elif found_at is not None or os.path.islink(spec):
         found = [(spec, _entry_problem(spec))]
     else:

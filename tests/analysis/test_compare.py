@@ -426,3 +426,18 @@ def test_compare_imports_no_report_stack(tmp_path):
 def test_readme_quotes_the_golden_output():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert (EXPECTED / "compare_seed_record.txt").read_text() in readme
+
+
+def test_a_record_subfolder_that_cannot_be_listed_is_one_line(tmp_path, capsys, monkeypatch):
+    root = _write_2026_record(tmp_path / "rec", "master-s1480", "xsa-gated-s1410")
+    real_entries = logs_module.folder_entries
+
+    def deny(folder):
+        if folder.endswith("xsa-gated-s1410"):
+            raise PermissionError(13, "Permission denied", folder)
+        return real_entries(folder)
+
+    monkeypatch.setattr(logs_module, "folder_entries", deny)
+    _error_line(
+        *_ablate(capsys, "compare", root), "xsa-gated-s1410: cannot list this folder (Permission denied)"
+    )
