@@ -59,7 +59,7 @@ def build_parser(presets: list[str], default: str) -> argparse.ArgumentParser:
         epilog=EPILOG.format(presets=", ".join(presets)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--preset", default=default, help=f"one of {', '.join(presets)} (default: {default})")
+    p.add_argument("--preset", default=None, help=f"one of {', '.join(presets)} (default: {default})")
     p.add_argument(
         "--set", action="append", default=[], metavar="KNOB=VALUE", help="override a knob (repeatable)"
     )
@@ -110,11 +110,16 @@ def run_cli(argv: list[str]) -> int:
     from trainer.train import RunOptions, UsageError, train
 
     args = build_parser(sorted(PRESETS), DEFAULT_PRESET).parse_args(argv)
-    if args.list_knobs:
+    chosen = args.preset is not None or bool(args.set) or args.seed is not None
+    args.preset = args.preset or DEFAULT_PRESET
+    if args.list_knobs and not chosen:
         print(describe_knobs())
         return 0
     try:
         cfg = _resolve(args)
+        if args.list_knobs:  # the values of the preset (and --set) asked for
+            print(describe_knobs(cfg, args.preset))
+            return 0
         if args.print_config:
             print(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True))
             return 0

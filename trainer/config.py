@@ -803,15 +803,20 @@ def knob_types() -> dict[str, str]:
     return {k.name: k.kind if k.kind in SCALAR_KINDS else "json" for k in KNOBS}
 
 
-def describe_knobs() -> str:
-    """A human-readable table of every knob (name, group, default, doc) for ``--list-knobs``."""
+def describe_knobs(cfg: TrainConfig | None = None, preset: str | None = None) -> str:
+    """A human-readable table of every knob (name, group, value, doc) for ``--list-knobs``.
+
+    Values are the defaults, or with ``cfg`` (a preset and its overrides, named ``preset``)
+    that config's, each followed by the default where it differs."""
     base = config_to_dict(TrainConfig())
-    lines = []
+    shown = config_to_dict(cfg) if cfg is not None else base
+    lines = [f"values of preset {preset} (default after '#' where it differs)"] if cfg is not None else []
     for group in ("model", "train", "data", "system"):
         lines.append(f"[{group}]")
         for k in (k for k in KNOBS if k.group == group):
             choices = f" (one of: {', '.join(map(str, k.choices))})" if k.choices else ""
-            lines.append(f"  {k.name} = {json.dumps(base[k.name])}")
+            differs = f"  # {json.dumps(base[k.name])}" if shown[k.name] != base[k.name] else ""
+            lines.append(f"  {k.name} = {json.dumps(shown[k.name])}{differs}")
             lines.append(f"      {k.doc}{choices}")
     lines.append("presets: " + ", ".join(f"{p} (default)" if p == DEFAULT_PRESET else p for p in PRESETS))
     return "\n".join(lines)

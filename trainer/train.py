@@ -159,6 +159,18 @@ def find_shards(data_dir: Path) -> tuple[list[Path], list[Path]]:
     return train, val
 
 
+def check_vocab(cfg: TrainConfig, files: list[Path]) -> None:
+    """A UsageError naming the knobs when the shards hold token ids the embedding lacks (else a
+    raw IndexError from deep inside torch at the first step)."""
+    top = max((int(t.max()) for t in map(data_mod.read_shard, files) if len(t)), default=-1)
+    if top >= cfg.vocab_size:
+        raise UsageError(
+            f"--data-dir {files[0].parent}: the shards hold token ids up to {top}, beyond vocab_size "
+            f"{cfg.vocab_size}; set --set vocab_size={top + 1} or more and --set bos_id=<their BOS> (GPT-2 "
+            f"shards: vocab_size=50257 bos_id=50256), or make shards with --vocab-size {cfg.vocab_size}"
+        )
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -416,6 +428,7 @@ def _finish(run: Run, status: str, train_ms: float, steps: int) -> None:
 
 def _setup(cfg: TrainConfig, opts: RunOptions, env: DistEnv) -> Run:
     train_files, val_files = find_shards(opts.data_dir)
+    check_vocab(cfg, train_files + val_files)
     accum = grad_accum_for(cfg, env.world_size)  # ConfigError names the knob
     torch.manual_seed(cfg.seed)  # the model seeds its own generator too; this covers anything else
     raw = build_model(cfg, env.device)

@@ -147,6 +147,27 @@ def test_help_list_knobs_print_config(capsys):
     assert resolved["mlp_off"] == [0] and resolved["seed"] == 7 and resolved["model_dim"] == 64
 
 
+def test_list_knobs_shows_the_presets_values(capsys):
+    code, out, _ = run_in_process(["--preset", "tiny", "--set", "mlp_off=[0]", "--list-knobs"], capsys)
+    assert code == 0 and out.startswith("values of preset tiny")
+    assert "  model_dim = 64  # 768\n" in out and "  mlp_off = [0]  # []\n" in out
+    assert "  num_layers = 12\n" in out  # the same as the default: no '#'
+    _, plain, _ = run_in_process(["--list-knobs"], capsys)
+    assert "  model_dim = 768\n" in plain and "#" not in plain.split("presets:")[0]
+    code, _, err = run_in_process(["--preset", "tiny", "--set", "mlp_of=[0]", "--list-knobs"], capsys)
+    assert code == 2 and "unknown knob 'mlp_of'" in err
+
+
+def test_shards_beyond_the_vocabulary_are_one_line_naming_the_knobs(tmp_path, capsys):
+    from trainer.corpus import synth_corpus
+
+    synth_corpus(tmp_path, vocab_size=50257, train_tokens=3000, val_tokens=3000, seed=1)
+    code, _, err = run_in_process(["--preset", "tiny", "--data-dir", str(tmp_path)], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "token ids up to 50256, beyond vocab_size 1024" in err and "--set vocab_size=50257" in err
+    assert "bos_id" in err and "Traceback" not in err
+
+
 @pytest.mark.ci
 def test_tiny_preset_learns_at_least_one_nat():
     """The acceptance criterion: the full tiny run's last val loss is >= 1.0 below its first."""
