@@ -118,14 +118,36 @@ def grid_section(runs: pd.DataFrame, sweep: SweepInfo | dict, target) -> tuple[s
     return verdict, table
 
 
-def layer_points(runs: pd.DataFrame) -> pd.DataFrame:
-    """(series, layer, final_val_loss, train_time_s) for arms that vary a list-valued knob by one layer.
+LAYER_POINT_COLUMNS = ["series", "layer", "final_val_loss", "train_time_s"]
 
-    The layer of a run is the element of its list not common to every run of its arm: `mlp_off=[3]`
-    gives 3 in "drop one"; `[0, 3]` gives 3 in "drop MLP 0 and one more". Arms where that is not a
-    single index are left out.
+
+def layer_points(runs: pd.DataFrame, point_layers: dict[str, dict[str, int]] | None = None) -> pd.DataFrame:
+    """(series, layer, final_val_loss, train_time_s) of the ok runs whose grid point sweeps a layer.
+
+    `point_layers` is what the plan recorded (sweep.json: run_id -> {knob: layer}); a series is an arm
+    and its knob, e.g. "drop_one (mlp_off)". Without it (results written before the plan recorded it)
+    the layers are inferred from the knob values: the element of a run's list not common to every run
+    of its arm (`mlp_off=[3]` gives 3 in "drop one", `[0, 3]` gives 3 in "drop MLP 0 and one more").
     """
     ok = runs[(runs["status"] == "ok") & runs["final_val_loss"].notna()]
+    if point_layers is None:
+        return _inferred_layer_points(ok)
+    layers = [point_layers.get(r) or {} for r in ok["run_id"]]
+    rows = []
+    for knob in sorted({k for d in layers for k in d}):
+        for arm, g in ok.assign(_layer=[d.get(knob) for d in layers]).groupby("arm"):
+            g = g[g["_layer"].notna()]
+            times = g["train_time_ms"] / 1000.0
+            rows += [
+                (f"{arm} ({knob})", int(layer), v, t)
+                for layer, v, t in zip(g["_layer"], g["final_val_loss"], times, strict=True)
+            ]
+    return pd.DataFrame(rows, columns=LAYER_POINT_COLUMNS)
+
+
+def _inferred_layer_points(ok: pd.DataFrame) -> pd.DataFrame:
+    """layer_points of results without recorded layers: arms varying a list-valued knob by one layer
+    (arms where the extra element is not a single index are left out)."""
     rows = []
     for col in (c for c in ok.columns if c.startswith("knob_") and c != "knob_seed"):
         for arm, g in ok.groupby("arm"):
@@ -140,7 +162,7 @@ def layer_points(runs: pd.DataFrame) -> pd.DataFrame:
                 rows += [
                     (label, e[0], v, t) for e, v, t in zip(extra, g["final_val_loss"], times, strict=True)
                 ]
-    return pd.DataFrame(rows, columns=["series", "layer", "final_val_loss", "train_time_s"])
+    return pd.DataFrame(rows, columns=LAYER_POINT_COLUMNS)
 
 
 def _num_layers(runs: pd.DataFrame) -> int | None:
@@ -256,14 +278,16 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def make_figures(runs: pd.DataFrame, steps: pd.DataFrame, base: str | None, target) -> dict:
-    """name -> figure; only the figures the data supports."""
+def make_figures(
+    runs: pd.DataFrame, steps: pd.DataFrame, base: str | None, target, point_layers=None
+) -> dict:
+    """name -> figure; only the figures the data supports (`point_layers`: see `layer_points`)."""
     ok = runs[runs["status"] == "ok"]
     figs = {}
     if len(ok):
         figs["train_time"] = figures.train_times(run_order(ok))[0]
         figs["final_loss"] = figures.loss_distribution(ok)[0]
-    pts = layer_points(runs)
+    pts = layer_points(runs, point_layers)
     if len(pts):
         base_runs = ok[ok["arm"] == base]
         base_loss = base_runs["final_val_loss"].dropna()
@@ -316,7 +340,7 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
     )  # fmt: skip
     sections.append(("Runs", [status_line(runs, sweep.planned_runs), *stale_line]))
     steps = folder.read_steps(val_only=True)
-    figs = make_figures(runs, steps, baseline_arm(sweep, runs), target)
+    figs = make_figures(runs, steps, baseline_arm(sweep, runs), target, sweep.point_layers)
     overhead = overhead_table(runs)
     sections += [("Per-run overhead (startup_s = wall_s - train time)", overhead)]
     if ratios := overhead_ratios(overhead):

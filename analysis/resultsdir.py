@@ -118,6 +118,10 @@ class SweepInfo:
     run_ids: tuple[str, ...] | None = None
     """The current plan's run ids: the report and `ablate status` count these and leave other runs in
     runs/ (of an earlier version of the trainer, a script or the spec) out. None: count every run."""
+    point_layers: dict[str, dict[str, int]] | None = None
+    """run_id -> {knob: the layer its grid point sweeps}, for the runs whose point sweeps a layer (the
+    plan's `GridPoint.layers`; the layer-ablation figure draws these). None (folders written before):
+    the report infers the layers from the knob values."""
 
     @classmethod
     def of(cls, sweep: SweepInfo | dict[str, Any]) -> SweepInfo:
@@ -137,10 +141,11 @@ class SweepInfo:
             spec_file=data.get("spec_file"),
             planned_runs=data.get("planned_runs"),
             run_ids=None if ids is None else tuple(ids),
+            point_layers=data.get("point_layers"),
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The keys in their documented order (`run_ids` only when known)."""
+        """The keys in their documented order (`run_ids` and `point_layers` only when known)."""
         out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
@@ -153,6 +158,8 @@ class SweepInfo:
         }
         if self.run_ids is not None:
             out["run_ids"] = list(self.run_ids)
+        if self.point_layers is not None:
+            out["point_layers"] = self.point_layers
         return out
 
     def current_runs(self, runs):

@@ -165,8 +165,9 @@ def _check_stored_spec(results_dir: Path, spec, force: bool) -> None:
 
 
 def sweep_info(plan, spec_path: Path) -> SweepInfo:
-    """What sweep.json says of `plan` (the report and `ablate status` count its run ids; other runs in
-    runs/, from an earlier version of the trainer or of a script, are kept but left out)."""
+    """What sweep.json says of `plan`: the report and `ablate status` count its run ids (other runs in
+    runs/, from an earlier version of the trainer or of a script, are kept but left out), and the
+    layer-ablation figure draws the layers its grid points sweep."""
     return SweepInfo(
         name=plan.name,
         kind=plan.kind,
@@ -177,6 +178,7 @@ def sweep_info(plan, spec_path: Path) -> SweepInfo:
         spec_file=str(spec_path),
         planned_runs=len(plan.runs),
         run_ids=tuple(r.run_id for r in plan.runs),
+        point_layers={r.run_id: dict(r.point.layers) for r in plan.runs if r.point.layers},
     )
 
 

@@ -8,24 +8,32 @@ folder's owner, `analysis.resultsdir.ResultsDir`.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from analysis.resultsdir import FolderBusy, ResultsDir
 from orchestrator.errors import UserError, storage_error
+from orchestrator.events import (
+    AttemptEnd,
+    BlockCancelled,
+    BlockEnd,
+    BlockLost,
+    BlockStart,
+    CachePacked,
+    Event,
+    PreflightFailed,
+    RunEnd,
+    RunStart,
+    Step,
+)
 from orchestrator.executor import BlockContext, Executor, Job, with_seed
-from orchestrator.launch import identity_row
 from orchestrator.progress import CACHE_WORDS, format_duration
-from orchestrator.runspec import Block, Plan, RunSpec
-from orchestrator.version import ablate_version
+from orchestrator.recorder import SweepRecorder
+from orchestrator.runspec import Block, Plan
 
 
 class ResultsLock:
@@ -153,15 +161,6 @@ def _mean_estimate(runs) -> float | None:
     return sum(estimates) / len(estimates)
 
 
-def _state_word(st: SweepState, ended: bool) -> str:
-    """status.json's state: cancelled, running, partial (runs left for the next invocation), finished."""
-    if st.cancelled:
-        return "cancelled"
-    if not ended:
-        return "running"
-    return "partial" if st.deferred else "finished"
-
-
 def pending_blocks(plan: Plan, done: set[str] | frozenset[str]) -> list[Block]:
     """The plan's blocks with finished runs removed (blocks left empty dropped), in planned order."""
     out = []
@@ -169,29 +168,6 @@ def pending_blocks(plan: Plan, done: set[str] | frozenset[str]) -> list[Block]:
         runs = tuple(r for r in b.runs if r.run_id not in done)
         if runs:
             out.append(replace(b, runs=runs))
-    return out
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def complete_row(row: dict, run: RunSpec, plan: Plan) -> dict:
-    """Add what the driver knows to a worker's row: knob columns, sweep identity, ablate's version."""
-    out = dict(row)
-    for name in plan.knob_types:
-        value = run.params.get(name)
-        if plan.knob_types[name] == "json" and value is not None:
-            value = json.dumps(value)
-        out[f"knob_{name}"] = value
-    out.setdefault("sweep", plan.name)
-    out.setdefault("label", json.dumps(run.label, sort_keys=True) if run.label else None)
-    out["ablate_version"] = ablate_version()
-    if not out.get("torch_version"):
-        out["torch_version"] = _version("torch")
     return out
 
 
@@ -211,6 +187,7 @@ class SweepDriver:
     ):
         self.plan, self.results_dir, self.executor = plan, Path(results_dir), executor
         self.folder = ResultsDir(self.results_dir)
+        self.recorder = SweepRecorder(plan, self.folder)
         self.options = options or SweepOptions()
         self.ctx = ctx or BlockContext()
         self.progress = progress
@@ -230,6 +207,18 @@ class SweepDriver:
             plan_run_s=_mean_estimate([r for b in self.queue for r in b.runs]),
         )
         self._status_at = 0.0
+        self._handlers: dict[type[Event], Callable[[Job, Any], None]] = {
+            BlockStart: self._on_block_start,
+            PreflightFailed: self._on_preflight_failed,
+            RunStart: self._on_run_start,
+            Step: self._on_step,
+            AttemptEnd: self._on_attempt,
+            RunEnd: self._on_run,
+            CachePacked: self._on_cache,
+            BlockEnd: self._on_block_end,
+            BlockLost: self._on_block_lost,
+            BlockCancelled: self._on_block_cancelled,
+        }
 
     # ------------------------------------------------------------------------------------ loop
 
@@ -375,62 +364,52 @@ class SweepDriver:
 
     # ---------------------------------------------------------------------------------- events
 
-    def _handle(self, job: Job, event: dict) -> None:
-        kind = event["type"]
-        handler = getattr(self, f"_on_{kind}", None)
+    def _handle(self, job: Job, event: Event) -> None:
+        handler = self._handlers.get(type(event))
         if handler is None:
-            raise RuntimeError(f"unknown event from a block: {kind!r}")
+            raise RuntimeError(f"unexpected event from a block: {event.kind!r}")
         handler(job, event)
-        self._emit(kind, job=job, event=event)
+        self._emit(event.kind, job=job, event=event)
 
-    def _on_block_start(self, job: Job, event: dict) -> None:
-        job.node_id = event["node_id"]
+    def _on_block_start(self, job: Job, event: BlockStart) -> None:
+        job.node_id = event.node_id
 
-    def _on_run_start(self, job: Job, event: dict) -> None:
-        run = self.runs[event["run_id"]]
-        self.attempts[run.run_id] = max(self.attempts[run.run_id], event["attempt"])
+    def _on_run_start(self, job: Job, event: RunStart) -> None:
+        run = self.runs[event.run_id]
+        self.attempts[run.run_id] = max(self.attempts[run.run_id], event.attempt)
         now = time.monotonic()
         self.state.running[run.run_id] = RunningRun(
             run.run_id,
             run.arm,
-            event.get("node_id") or job.node_id,
-            event["attempt"],
+            event.node_id or job.node_id,
+            event.attempt,
             now,
-            compile_cache=event.get("compile_cache"),
+            compile_cache=event.compile_cache,
             heard=now,
         )
 
-    def _on_step(self, job: Job, event: dict) -> None:
-        rr = self.state.running.get(event["run_id"])
+    def _on_step(self, job: Job, event: Step) -> None:
+        rr = self.state.running.get(event.run_id)
         if rr is not None:
-            rr.step, rr.total, rr.heard = event["step"], event["total"], time.monotonic()
-            if event.get("val_loss") is not None:
-                rr.val_loss = event["val_loss"]
+            rr.step, rr.total, rr.heard = event.step, event.total, time.monotonic()
+            if event.val_loss is not None:
+                rr.val_loss = event.val_loss
 
-    def _on_attempt(self, job: Job, event: dict) -> None:
-        row = event["row"]
-        run = self.runs[row["run_id"]]
-        self.folder.write_text(self.folder.attempt_log_file(run.run_id, row["attempt"]), event["log"])
-        self.folder.write_attempt(complete_row(row, run, self.plan), self.plan.knob_types)
+    def _on_attempt(self, job: Job, event: AttemptEnd) -> None:
+        run = self.recorder.attempt(event)
         self.state.running.pop(run.run_id, None)
 
-    def _on_run(self, job: Job, event: dict) -> None:
-        row = event["row"]
-        run = self.runs[row["run_id"]]
-        if row["status"] in ("failed", "timeout"):
-            self.folder.write_attempt(complete_row(row, run, self.plan), self.plan.knob_types)
-        self.folder.write_text(self.folder.log_file(run.run_id), event["log"])
-        self.folder.write_steps(run.run_id, event["steps"])
-        self.folder.write_run(complete_row(row, run, self.plan), self.plan.knob_types)
+    def _on_run(self, job: Job, event: RunEnd) -> None:
+        run = self.recorder.outcome(event)
         job.reported.add(run.run_id)
         self.state.running.pop(run.run_id, None)
-        self.state.record(row)
+        self.state.record(event.row)
         self._write_status(force=True)
 
-    def _on_cache(self, job: Job, event: dict) -> None:
-        self.ctx = with_seed(self.ctx, event["seed"])
+    def _on_cache(self, job: Job, event: CachePacked) -> None:
+        self.ctx = with_seed(self.ctx, event.seed)
 
-    def _on_block_end(self, job: Job, event: dict) -> None:
+    def _on_block_end(self, job: Job, event: BlockEnd) -> None:
         self.inflight.pop(job.job_id, None)
         if any(r.run_id not in job.reported for r in job.block.runs):
             self._requeue(job, "block ended before all its runs reported")
@@ -439,14 +418,14 @@ class SweepDriver:
             if self.state.decided is not None:
                 self.queue.clear()
 
-    def _on_block_lost(self, job: Job, event: dict) -> None:
+    def _on_block_lost(self, job: Job, event: BlockLost) -> None:
         self.inflight.pop(job.job_id, None)
-        self._requeue(job, event.get("error", "block lost"))
+        self._requeue(job, event.error)
 
-    def _on_preflight_failed(self, job: Job, event: dict) -> None:
-        self._emit("message", text=f"block {job.block.block_id}: {event['error']}")
+    def _on_preflight_failed(self, job: Job, event: PreflightFailed) -> None:
+        self._emit("message", text=f"block {job.block.block_id}: {event.error}")
 
-    def _on_block_cancelled(self, job: Job, event: dict) -> None:
+    def _on_block_cancelled(self, job: Job, event: BlockCancelled) -> None:
         self.inflight.pop(job.job_id, None)
         for run in job.block.runs:
             self.state.running.pop(run.run_id, None)
@@ -464,24 +443,13 @@ class SweepDriver:
                 "message", text=f"block {job.block.block_id} lost too often ({error}); giving up on it"
             )
             for r in left:
-                self._store_failed(r, error)
+                self.recorder.given_up(r, max(1, self.attempts[r.run_id]), error)
+                self.state.done["failed"] += 1
             return
         self._emit(
             "message", text=f"block {job.block.block_id} lost ({error}); re-running {len(left)} run(s)"
         )
         self.queue.appendleft(replace(job.block, runs=left))
-
-    def _store_failed(self, run: RunSpec, error: str) -> None:
-        row = {
-            **identity_row(run),
-            "attempt": max(1, self.attempts[run.run_id]),
-            "status": "failed",
-            "error": error,
-            "command": json.dumps(list(run.command)),
-            "script_sha256": run.script_sha256,
-        }
-        self.folder.write_run(complete_row(row, run, self.plan), self.plan.knob_types)
-        self.state.done["failed"] += 1
 
     # ------------------------------------------------------------------------------ reporting
 
@@ -495,25 +463,4 @@ class SweepDriver:
         if not force and now - self._status_at < 1.0:
             return
         self._status_at = now
-        st = self.state
-        ended = not self.queue and not self.inflight
-        status = {
-            "sweep": self.plan.name,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "state": _state_word(st, ended),
-            "deferred": st.deferred,
-            "stop_reason": st.stop_reason,
-            "planned": st.planned,
-            "planned_per_arm": st.planned_per_arm,
-            "skipped": st.skipped,
-            "done": dict(st.done),
-            "decided": st.decided,
-            "running": [
-                {k: v for k, v in vars(r).items() if k != "heard"}
-                | {"started": None, "elapsed_s": round(now - r.started, 1)}
-                for r in st.running.values()
-            ],
-        }
-        self.folder.write_status(status)
+        self.recorder.status(self.state, ended=not self.queue and not self.inflight)

@@ -1,17 +1,12 @@
 """Executing blocks: one interface, a Ray backend and an in-process backend (submitit-style).
 
 A block runs on one node, its runs back to back in planned order (`run_block`, the worker side).
-It is a generator of events (dicts) so the driver sees progress and stores each run as soon as it
-ends, even if the node dies later:
-
-    block_start {node_id, hostname, gpu_ids, preflight}   run_start {run_id, attempt, compile_cache}
-    step {run_id, step, total, val_loss, train_time_ms}   attempt {row, steps, log} (failed, retried)
-    run {row, steps, log} (final outcome)                 cache {seed} (a packed compile cache)
-
-and, made by the executor: block_end, block_lost {error} (node or worker died, preflight failed),
-block_cancelled. `RayExecutor` runs each block as one Ray generator task holding the block's GPUs
-and CPUs; `InProcessExecutor` runs them in this process on fake nodes, one event per `wait()`, so
-scheduler logic can be stepped through and tested without Ray.
+It is a generator of events (`orchestrator.events`: BlockStart, RunStart, Step, AttemptEnd, RunEnd,
+CachePacked) so the driver sees progress and stores each run as soon as it ends, even if the node
+dies later; the executor adds BlockEnd, BlockLost (node or worker died) and BlockCancelled, and
+hands the driver typed events only (`events.from_wire`). `RayExecutor` runs each block as one Ray
+generator task holding the block's GPUs and CPUs; `InProcessExecutor` runs them in this process on
+fake nodes, one event per `wait()`, so scheduler logic can be stepped through and tested without Ray.
 """
 
 from __future__ import annotations
@@ -27,6 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import nodecache
+from orchestrator.events import (
+    AttemptEnd,
+    BlockCancelled,
+    BlockEnd,
+    BlockLost,
+    BlockStart,
+    CacheNext,
+    CachePacked,
+    Event,
+    PreflightFailed,
+    RunEnd,
+    RunStart,
+    from_wire,
+)
 from orchestrator.launch import NodeInfo, run_attempt
 from orchestrator.preflight import PreflightError, gpu_preflight
 from orchestrator.runspec import Block, RunSpec
@@ -83,13 +92,7 @@ def _run_with_retries(run: RunSpec, ctx: BlockContext, node: NodeInfo, gpu_ids, 
             state = first_state
         else:
             state = "warm" if nodecache.is_warm(cache_dir) else "cold"
-        yield {
-            "type": "run_start",
-            "run_id": run.run_id,
-            "attempt": attempt,
-            "node_id": node.node_id,
-            "compile_cache": state,  # cold / warm / seeded, None without a node cache
-        }
+        yield RunStart(run.run_id, attempt, node.node_id, compile_cache=state)
         result = yield from run_attempt(
             run,
             attempt=attempt,
@@ -107,12 +110,7 @@ def _run_with_retries(run: RunSpec, ctx: BlockContext, node: NodeInfo, gpu_ids, 
             cache_state = state
         result.row.update(gpu, compile_cache=cache_state)
         final = result.status != "failed" or k == run.retries
-        yield {
-            "type": "run" if final else "attempt",
-            "row": result.row,
-            "steps": result.steps,
-            "log": result.log_text,
-        }
+        yield (RunEnd if final else AttemptEnd)(result.row, result.steps, result.log_text)
         if final:
             return
         first_state = None
@@ -124,12 +122,12 @@ def run_block(
     node: NodeInfo,
     gpu_ids: list[str],
     get_seed: Callable[[], Any] | None = None,
-) -> Iterator[dict]:
+) -> Iterator[Event | bytes]:
     """The worker side of a block: preflight, compile cache, then each run in order (yields events)."""
     try:
         report = gpu_preflight(gpu_ids, wait_s=ctx.preflight_wait_s)
     except PreflightError as e:
-        yield {"type": "preflight_failed", "error": str(e), "node_id": node.node_id}
+        yield PreflightFailed(str(e), node.node_id)
         return
     gpu = {}
     if report is not None:
@@ -138,13 +136,8 @@ def run_block(
             "driver_version": report.driver_version,
             "cuda_version": report.cuda_version,
         }
-    yield {
-        "type": "block_start",
-        "node_id": node.node_id,
-        "hostname": node.hostname,
-        "gpu_ids": list(gpu_ids),
-        "preflight": None if report is None else [dict(g) for g in report.gpus],
-    }
+    preflight = None if report is None else [dict(g) for g in report.gpus]
+    yield BlockStart(node.node_id, node.hostname, list(gpu_ids), preflight)
     cache_dir = _cache_for(ctx, node)
     seed_getter = get_seed or (lambda: _resolve_seed(ctx.seed))
     packed = not ctx.want_seed
@@ -177,7 +170,7 @@ def _publish_cache(cache_dir: Path, ctx: BlockContext) -> Iterator[Any]:
     if ctx.shared_cache_dir is not None:
         nodecache.publish_to_shared(data, ctx.shared_cache_dir)
         return
-    yield {"type": "cache_next"}
+    yield CacheNext()
     yield data
 
 
@@ -199,8 +192,9 @@ class Executor(ABC):
     def submit(self, block: Block, ctx: BlockContext) -> Job: ...
 
     @abstractmethod
-    def wait(self, timeout: float) -> list[tuple[Job, dict]]:
-        """Events from running blocks (possibly none after `timeout` seconds); block_* events end a job."""
+    def wait(self, timeout: float) -> list[tuple[Job, Event]]:
+        """Events from running blocks (possibly none after `timeout` seconds); BlockEnd, BlockLost and
+        BlockCancelled end a job."""
 
     @abstractmethod
     def cancel(self, job: Job) -> None: ...
@@ -327,7 +321,7 @@ class RayExecutor(Executor):
         sizes = sorted(int(r.get("GPU", 0)) for r in self.nodes().values() if r.get("GPU", 0) >= block.gpus)
         return sizes[0] if sizes else block.gpus
 
-    def wait(self, timeout: float) -> list[tuple[Job, dict]]:
+    def wait(self, timeout: float) -> list[tuple[Job, Event]]:
         if not self._gens:
             return []
         gens = list(self._gens.values())
@@ -335,7 +329,7 @@ class RayExecutor(Executor):
         by_gen = {id(g): jid for jid, g in self._gens.items()}
         return [ev for g in ready for ev in self._drain(by_gen[id(g)])]
 
-    def _drain(self, job_id: int) -> list[tuple[Job, dict]]:
+    def _drain(self, job_id: int) -> list[tuple[Job, Event]]:
         """The events one ready generator has for us now (at least one)."""
         job, gen = self._jobs[job_id], self._gens[job_id]
         out = []
@@ -344,19 +338,20 @@ class RayExecutor(Executor):
                 ref = next(gen)
                 event = self._ray.get(ref)
             except StopIteration:
-                return out + self._end(job, {"type": "block_end"})
+                return out + self._end(job, BlockEnd())
             except self._ray.exceptions.TaskCancelledError:
-                return out + self._end(job, {"type": "block_cancelled"})
+                return out + self._end(job, BlockCancelled())
             except Exception as e:  # node death, worker crash, a bug in the block: the block is lost
-                return out + self._end(job, {"type": "block_lost", "error": _first_line(e)})
-            if isinstance(event, dict) and event.get("type") == "cache_next":
-                event = {"type": "cache", "seed": next(gen)}  # an ObjectRef: left in the object store
+                return out + self._end(job, BlockLost(_first_line(e)))
+            event = from_wire(event)
+            if isinstance(event, CacheNext):
+                event = CachePacked(next(gen))  # an ObjectRef: left in the object store
             out.append((job, event))
             ready, _ = self._ray.wait([gen], timeout=0)
             if not ready:
                 return out
 
-    def _end(self, job: Job, event: dict) -> list[tuple[Job, dict]]:
+    def _end(self, job: Job, event: Event) -> list[tuple[Job, Event]]:
         del self._gens[job.job_id], self._jobs[job.job_id]
         return [(job, event)]
 
@@ -425,7 +420,7 @@ class InProcessExecutor(Executor):
         self._runner = runner
         self._pending: list[tuple[Job, BlockContext]] = []
         self._running: list[_Running] = []
-        self._ended: list[tuple[Job, dict]] = []
+        self._ended: list[tuple[Job, Event]] = []
         self._ids = itertools.count()
         self._turn = 0
 
@@ -451,7 +446,7 @@ class InProcessExecutor(Executor):
     def _free(node: _FakeNode, block: Block) -> bool:
         return len(node.free_gpus) >= block.gpus and node.free_cpus >= block.cpus
 
-    def wait(self, timeout: float) -> list[tuple[Job, dict]]:
+    def wait(self, timeout: float) -> list[tuple[Job, Event]]:
         if self._ended:
             return [self._ended.pop(0)]
         if not self._running:
@@ -459,16 +454,17 @@ class InProcessExecutor(Executor):
         self._turn = (self._turn + 1) % len(self._running)
         r = self._running[self._turn]
         try:
-            event = next(r.gen)
+            raw = next(r.gen)
         except StopIteration:
-            return self._finish(r, {"type": "block_end"})
+            return self._finish(r, BlockEnd())
         except Exception as e:
-            return self._finish(r, {"type": "block_lost", "error": _first_line(e)})
-        if isinstance(event, dict) and event.get("type") == "cache_next":
-            event = {"type": "cache", "seed": next(r.gen)}
+            return self._finish(r, BlockLost(_first_line(e)))
+        event = from_wire(raw)  # a worker's dict (a test's canned worker) becomes its typed event
+        if isinstance(event, CacheNext):
+            event = CachePacked(next(r.gen))
         return [(r.job, event)]
 
-    def _finish(self, r: _Running, event: dict) -> list[tuple[Job, dict]]:
+    def _finish(self, r: _Running, event: Event) -> list[tuple[Job, Event]]:
         self._running.remove(r)
         r.node.free_gpus = sorted(r.node.free_gpus + r.gpu_ids, key=int)
         r.node.free_cpus += r.job.block.cpus
@@ -479,11 +475,11 @@ class InProcessExecutor(Executor):
         for r in list(self._running):
             if r.job is job:
                 r.gen.close()
-                self._ended.extend(self._finish(r, {"type": "block_cancelled"}))
+                self._ended.extend(self._finish(r, BlockCancelled()))
         for pj, ctx in list(self._pending):
             if pj is job:
                 self._pending.remove((pj, ctx))
-                self._ended.append((job, {"type": "block_cancelled"}))
+                self._ended.append((job, BlockCancelled()))
 
     def kill_node(self, node_id: str) -> None:
         """Simulate a node's death: its blocks are lost (their processes killed), nothing new lands on it."""
@@ -491,7 +487,7 @@ class InProcessExecutor(Executor):
         node.alive = False
         for r in [r for r in self._running if r.node is node]:
             r.gen.close()
-            self._ended.extend(self._finish(r, {"type": "block_lost", "error": f"node {node_id} died"}))
+            self._ended.extend(self._finish(r, BlockLost(f"node {node_id} died")))
 
     def nodes(self) -> dict[str, dict[str, float]]:
         return {n.node_id: dict(n.resources) for n in self._nodes.values() if n.alive}

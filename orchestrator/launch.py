@@ -1,7 +1,7 @@
 """One run as a subprocess: command resolution, environment, process group, tee, timeout, kill.
 
-The worker side of a run. `run_attempt` is a generator: it yields progress events (dicts) while
-the process runs and returns an `AttemptResult` (via `StopIteration.value`) when it has exited.
+The worker side of a run. `run_attempt` is a generator: it yields progress events (`events.Step`)
+while the process runs and returns an `AttemptResult` (via `StopIteration.value`) when it has exited.
 It is fork-and-wait in one thread, so the parent-death signal (which fires when the *thread*
 that forked dies) only fires when the worker itself dies; a small watchdog process kills the
 whole process group as well, since the parent-death signal reaches only the direct child
@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from orchestrator.events import Step
+from orchestrator.rows import run_row
 from orchestrator.runspec import RunSpec
 
 PR_SET_PDEATHSIG = 1
@@ -181,7 +183,7 @@ def _pump(stream, lines: queue.Queue, tee) -> None:
     lines.put(None)
 
 
-def _step_event(run_id: str, line: str, last_emit: list[float]) -> dict | None:
+def _step_event(run_id: str, line: str, last_emit: list[float]) -> Step | None:
     """A progress event for a step line (val lines always; train lines at most once per second)."""
     from analysis.logs import parse_step_line
 
@@ -192,32 +194,26 @@ def _step_event(run_id: str, line: str, last_emit: list[float]) -> dict | None:
     if rec.val_loss is None and rec.step != rec.total_steps and now - last_emit[0] < STEP_EVENT_EVERY_S:
         return None
     last_emit[0] = now
-    return {
-        "type": "step",
-        "run_id": run_id,
-        "step": rec.step,
-        "total": rec.total_steps,
-        "val_loss": rec.val_loss,
-        "train_time_ms": rec.train_time_ms,
-    }
-
-
-def identity_row(run: RunSpec) -> dict[str, Any]:
-    """The columns of a run row that come from the plan alone (the same for every attempt)."""
-    return {
-        "sweep": run.sweep,
-        "run_id": run.run_id,
-        "arm": run.arm,
-        "params": json.dumps(run.params, sort_keys=True),
-        "replicate": run.replicate,
-        "seed": run.seed,
-        "block": run.block,
-        "order_index": run.order_index,
-    }
+    return Step(run_id, rec.step, rec.total_steps, rec.val_loss, rec.train_time_ms)
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@dataclass
+class _Attempt:
+    """One attempt as it runs: what its result is built from when the process has exited."""
+
+    run: RunSpec
+    attempt: int
+    node: NodeInfo
+    gpu_ids: Sequence[str]
+    cmd: list[str]
+    tee_path: Path
+    metrics_path: Path
+    started: datetime = field(default_factory=utc_now)
+    t0: float = field(default_factory=time.monotonic)
 
 
 def run_attempt(
@@ -241,7 +237,8 @@ def run_attempt(
     tee_path = scratch_dir / f"{run.run_id}.{attempt}.out"
     metrics_path = scratch_dir / f"{run.run_id}.metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
-    started, t0 = utc_now(), time.monotonic()
+    att = _Attempt(run, attempt, node, gpu_ids, cmd, tee_path, metrics_path)
+    t0 = att.t0
     timed_out, proc, reader = False, None, None
     # the watchdog first, the job second: whenever the worker dies, someone kills the job's group
     watchdog = start_watchdog()
@@ -252,9 +249,7 @@ def run_attempt(
             except OSError as e:
                 tee.write(f"ablate: cannot start {cmd[0]!r}: {e}\n".encode())
                 tee.flush()
-                return _finish(
-                    run, attempt, node, gpu_ids, cmd, started, t0, None, False, tee_path, metrics_path
-                )
+                return _finish(att, exit_code=None, timed_out=False)
             watch(watchdog, proc.pid)
             lines: queue.Queue = queue.Queue()
             reader = threading.Thread(target=_pump, args=(proc.stdout, lines, tee), daemon=True)
@@ -291,10 +286,7 @@ def run_attempt(
                 reader.join(timeout=5.0)
             proc.stdout.close()
         stop_watchdog(watchdog)
-    exit_code = None if timed_out else proc.returncode
-    return _finish(
-        run, attempt, node, gpu_ids, cmd, started, t0, exit_code, timed_out, tee_path, metrics_path
-    )
+    return _finish(att, exit_code=None if timed_out else proc.returncode, timed_out=timed_out)
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -369,26 +361,23 @@ def startup_parts(end_ev: dict) -> dict:
     }
 
 
-def _finish(run, attempt, node, gpu_ids, cmd, started, t0, exit_code, timed_out, tee_path, metrics_path):
-    """Parse what the attempt left and build its AttemptResult."""
+def _finish(att: _Attempt, *, exit_code: int | None, timed_out: bool) -> AttemptResult:
+    """Parse what the attempt left and build its AttemptResult (its row through `rows.run_row`)."""
     from analysis.logs import parse_log_text
 
-    wall_s = time.monotonic() - t0
-    text = tee_path.read_text(encoding="utf-8", errors="replace") if tee_path.exists() else ""
+    wall_s = time.monotonic() - att.t0
+    text = att.tee_path.read_text(encoding="utf-8", errors="replace") if att.tee_path.exists() else ""
     parsed = parse_log_text(text)
-    metrics = read_metrics(metrics_path)
+    metrics = read_metrics(att.metrics_path)
     status = classify(exit_code, timed_out, parsed, metrics)
     start_ev = next((ev for ev in metrics if ev.get("event") == "start"), {})
     end_ev = next((ev for ev in metrics if ev.get("event") == "end"), {})
     train_time_ms = parsed.train_time_ms if parsed.train_time_ms is not None else end_ev.get("train_time_ms")
-    row = {
-        **identity_row(run),
-        "node_id": node.node_id,
-        "hostname": node.hostname,
-        "gpus": len(gpu_ids),
+    outcome = {
+        "node_id": att.node.node_id,
+        "hostname": att.node.hostname,
+        "gpus": len(att.gpu_ids),
         "gpu_name": start_ev.get("gpu_name"),
-        "attempt": attempt,
-        "status": status,
         "final_val_loss": parsed.final_val_loss,
         "train_time_ms": train_time_ms,
         "step_avg_ms": parsed.step_avg_ms,
@@ -399,15 +388,15 @@ def _finish(run, attempt, node, gpu_ids, cmd, started, t0, exit_code, timed_out,
         "wall_s": wall_s,
         "startup_s": wall_s - train_time_ms / 1000.0 if train_time_ms is not None else None,
         **startup_parts(end_ev),
-        "started_at": started,
+        "started_at": att.started,
         "ended_at": utc_now(),
         "exit_code": exit_code,
         "error": error_tail(text, status, exit_code, parsed),
-        "command": json.dumps(cmd),
-        "script_sha256": run.script_sha256,
+        "command": json.dumps(att.cmd),  # as executed (the interpreter resolved, --seed/--run-id added)
         "data_shards": json.dumps(start_ev["data"], sort_keys=True) if start_ev.get("data") else None,
         "torch_version": start_ev.get("torch"),
     }
     if start_ev.get("cuda"):
-        row["cuda_version"] = start_ev["cuda"]
-    return AttemptResult(row=row, steps=steps_table(run.run_id, parsed, metrics), log_text=text)
+        outcome["cuda_version"] = start_ev["cuda"]
+    row = run_row(att.run, attempt=att.attempt, status=status, **outcome)
+    return AttemptResult(row=row, steps=steps_table(att.run.run_id, parsed, metrics), log_text=text)

@@ -1,6 +1,6 @@
 """Planning: a validated ``Spec`` in, an ordered ``Plan`` of blocks of ``RunSpec`` out. Pure: no Ray.
 
-Run identity (DESIGN.md): ``run_id`` is 16 hex digits of sha256 over the canonical JSON of the sweep
+Run identity (docs/contracts.md): ``run_id`` is 16 hex digits of sha256 over the canonical JSON of the sweep
 name, arm, replicate, resolved knob values (trainer arms) or command, cwd and env, the content hash
 of the program and of every script or config file the command names (``CODE_SUFFIXES``), and
 (whenever the command runs our trainer) a hash of the trainer package's source, so editing the
@@ -22,7 +22,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from orchestrator.runspec import Block, Plan, RunSpec
+from orchestrator.runspec import Block, GridPoint, Plan, RunSpec
 from orchestrator.spec import (
     NON_IDENTITY_FIELDS,
     Arm,
@@ -125,7 +125,7 @@ class _Unit:
     """One configuration of one arm (a grid point): everything of a run except its replicate."""
 
     arm: Arm
-    label: dict[str, Any]
+    point: GridPoint
     command: tuple[str, ...]
     params: dict[str, Any]
     preset: str | None
@@ -152,15 +152,15 @@ def _estimate(spec: Spec, preset: str | None, params: dict[str, Any]) -> float |
     return fixed + params.get("steps", 0) * step_s * scale
 
 
-def _trainer_unit(spec: Spec, arm: Arm, point: dict[str, Any], repeats: int) -> _Unit:
+def _trainer_unit(spec: Spec, arm: Arm, point: GridPoint, repeats: int) -> _Unit:
     from trainer.config import config_to_dict, resolve
 
-    overrides = {**spec.trainer_set, **arm.set, **point}
+    overrides = {**spec.trainer_set, **arm.set, **point.values}
     params = config_to_dict(resolve(spec.preset, overrides))
     command = [*_trainer_launcher(spec.resources.gpus_per_run), "--preset", spec.preset]
     for knob in overrides:
         command += ["--set", f"{knob}={yaml_literal(params[knob])}"]
-    return _Unit(arm, dict(point), tuple(command), params, spec.preset, True, {}, repeats,
+    return _Unit(arm, point, tuple(command), params, spec.preset, True, {}, repeats,
                  _estimate(spec, spec.preset, params))  # fmt: skip
 
 
@@ -175,7 +175,7 @@ def _command_unit(spec: Spec, arm: Arm, repeats: int) -> _Unit:
     if trainer_args is not None:
         preset, overrides = parse_trainer_args(trainer_args)
         params = config_to_dict(resolve(preset, overrides))
-    return _Unit(arm, {}, arm.command, params, preset, trainer_args is not None, files, repeats,
+    return _Unit(arm, GridPoint(), arm.command, params, preset, trainer_args is not None, files, repeats,
                  _estimate(spec, preset, params))  # fmt: skip
 
 
@@ -186,8 +186,40 @@ def _units(spec: Spec) -> list[_Unit]:
         if arm.is_command:
             units.append(_command_unit(spec, arm, repeats))
         else:
-            units.extend(_trainer_unit(spec, arm, p, repeats) for p in grid_points(arm))
+            units.extend(_trainer_unit(spec, arm, p, repeats) for p in arm_points(arm))
     return units
+
+
+def arm_points(arm: Arm) -> list[GridPoint]:
+    """The arm's grid points in spec order, each with the layer it sweeps per knob swept by layer."""
+    layer_of = {knob: layer_axis(values) for knob, values in arm.grid}
+    points = []
+    for values in grid_points(arm):
+        layers = {k: layer_of[k][_canonical(v)] for k, v in values.items() if layer_of.get(k)}
+        points.append(GridPoint(values, layers))
+    return points
+
+
+def layer_axis(values: tuple[Any, ...]) -> dict[str, int] | None:
+    """{value: the layer it sweeps} (values as canonical JSON) for a knob swept one layer at a time, else
+    None: every value a list of layer indices that differs from what all of them share by one layer
+    (`{each_layer: "0-11"}` is [[0], ..., [11]]; with `with: [0]`, [[0, 1], ..., [0, 11]]; a list
+    grid of such lists alike). A single value sweeps nothing."""
+
+    def is_layers(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+
+    if len(values) < 2 or not all(is_layers(v) for v in values):
+        return None
+    common = set.intersection(*(set(v) for v in values))
+    extra = [sorted(set(v) - common) for v in values]
+    if any(len(e) != 1 for e in extra):
+        return None
+    return {_canonical(v): e[0] for v, e in zip(values, extra, strict=True)}
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _data_args(spec: Spec, unit: _Unit) -> tuple[str, ...]:
@@ -228,7 +260,7 @@ def _run(spec: Spec, unit: _Unit, replicate: int, trainer_hash: str) -> RunSpec:
         timeout_s=spec.timeout_s,
         retries=spec.retries,
         script_sha256=",".join(shas) if shas else None,
-        label=dict(unit.label),
+        point=unit.point,
         estimate_s=unit.estimate_s,
     )
 
@@ -347,9 +379,9 @@ def _check_unique(spec: Spec, blocks: list[Block]) -> None:
     seen: dict[str, RunSpec] = {}
     for run in (r for b in blocks for r in b.runs):
         if run.run_id in seen:
-            first = seen[run.run_id]
+            here, first = _point(run.point.values), _point(seen[run.run_id].point.values)
             raise SpecError(
-                f"{spec.source}: arms.{run.arm}.grid: {_point(run.label)} and {_point(first.label)} "
+                f"{spec.source}: arms.{run.arm}.grid: {here} and {first} "
                 "resolve to the same configuration; give each grid value once"
             )
         seen[run.run_id] = run
@@ -404,10 +436,10 @@ def spec_identity_diff(stored: Spec, new: Spec) -> list[str]:
 # --dry-run text.
 
 
-def _point(label: dict[str, Any]) -> str:
-    if not label:
+def _point(values: dict[str, Any]) -> str:
+    if not values:
         return "-"
-    return " ".join(f"{k}={yaml_literal(v)}" for k, v in label.items())
+    return " ".join(f"{k}={yaml_literal(v)}" for k, v in values.items())
 
 
 def _hours(seconds: float) -> str:
@@ -431,7 +463,7 @@ def describe_plan(plan: Plan, done_run_ids: frozenset[str] | set[str] = frozense
         "",
     ]
     aw = max([3, *(len(r.arm) for r in runs)])
-    pw = max([5, *(len(_point(r.label)) for r in runs)])
+    pw = max([5, *(len(_point(r.point.values)) for r in runs)])
     lines.append(
         f"{'block':>5} {'#':>2}  {'arm':<{aw}}  {'point':<{pw}}  {'rep':>3} {'gpus':>4} {'seed':>10}  "
         f"{'run_id':<16}  state"
@@ -440,7 +472,7 @@ def describe_plan(plan: Plan, done_run_ids: frozenset[str] | set[str] = frozense
         for r in block.runs:
             state = "done" if r.run_id in done_run_ids else "todo"
             lines.append(
-                f"{block.block_id:>5} {r.order_index:>2}  {r.arm:<{aw}}  {_point(r.label):<{pw}}  "
+                f"{block.block_id:>5} {r.order_index:>2}  {r.arm:<{aw}}  {_point(r.point.values):<{pw}}  "
                 f"{r.replicate:>3} "
                 f"{r.gpus:>4} {r.seed:>10}  {r.run_id:<16}  {state}"
             )
@@ -453,7 +485,7 @@ def _arm_totals(plan: Plan) -> list[str]:
     aw = max([3, *(len(a) for a in plan.arms)])
     for arm in plan.arms:
         mine = [r for r in plan.runs if r.arm == arm]
-        points = len({json.dumps(r.label, sort_keys=True, default=str) for r in mine})
+        points = len({_canonical(r.point.values) for r in mine})
         lines.append(f"  {arm:<{aw}}  {len(mine):>3} runs, {points:>2} point(s)")
         if mine:  # the first run's command: the others differ only in their grid point
             lines.append(f"      {shlex.join(mine[0].command)}")

@@ -1,7 +1,8 @@
 """Progress of a sweep: a rich live view on a terminal, one plain line per event otherwise (CI logs).
 
 Both take `update(kind, state, job=None, event=None, text=None)` calls from the driver, where
-`state` is the driver's `SweepState` (done/total, running runs per node, ETA).
+`state` is the driver's `SweepState` (done/total, running runs per node, ETA) and `event` the typed
+event of that kind (`orchestrator.events`; a dict of its fields is read as that event too).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import sys
 import time
 from typing import Any, TextIO
+
+from orchestrator.events import coerce
 
 
 def format_duration(s: float | None) -> str:
@@ -23,8 +26,8 @@ def _short(node_id: str | None) -> str:
     return (node_id or "?")[:8]
 
 
-def _run_line(event: dict) -> str:
-    row = event["row"]
+def _run_line(event) -> str:
+    row = event.row
     loss = row.get("final_val_loss")
     loss_txt = f" val_loss {loss:.4f}" if isinstance(loss, float) else ""
     wall = row.get("wall_s")
@@ -49,10 +52,8 @@ class PlainProgress:
     def _print(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=self.out, flush=True)
 
-    def update(
-        self, kind: str, state: Any, job=None, event: dict | None = None, text: str | None = None
-    ) -> None:
-        line = self._line(kind, state, job, event or {}, text)
+    def update(self, kind: str, state: Any, job=None, event: Any = None, text: str | None = None) -> None:
+        line = self._line(kind, state, job, coerce(kind, event), text)
         if line:
             self._print(line)
 
@@ -65,20 +66,21 @@ class PlainProgress:
                 line += f"; about {format_duration(eta)} by the plan's estimate"
             return line
         if kind == "run_start":
-            began = event.get("compile_cache")
+            began = event.compile_cache
             cache = f", compile cache {CACHE_WORDS[began]}" if began in CACHE_WORDS else ""
             if began == "seeded":
                 cache += " from another node"
-            node = _short(event.get("node_id"))
-            return f"start {event['run_id']} on node {node} (attempt {event['attempt']}{cache})"
-        if kind == "step" and event.get("val_loss") is not None:
-            return f"{event['run_id']} step {event['step']}/{event['total']} val_loss {event['val_loss']:.4f}"
+            return f"start {event.run_id} on node {_short(event.node_id)} (attempt {event.attempt}{cache})"
+        if kind == "step" and event.val_loss is not None:
+            return f"{event.run_id} step {event.step}/{event.total} val_loss {event.val_loss:.4f}"
         if kind == "run":
             return f"{done} {_run_line(event)}; ETA {format_duration(state.eta_s(self.parallel))}"
         if kind == "attempt":
             return f"{_run_line(event)}: will retry"
         if kind in ("block_lost", "block_cancelled"):
-            return f"block {job.block.block_id} {kind.split('_')[1]}: {event.get('error', '')}".rstrip(": ")
+            return f"block {job.block.block_id} {kind.split('_')[1]}: {getattr(event, 'error', '')}".rstrip(
+                ": "
+            )
         if kind == "message":
             return text
         if kind == "cancelling":
@@ -115,9 +117,7 @@ class LiveProgress(PlainProgress):
     def _print(self, text: str) -> None:
         self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}", highlight=False, markup=False)
 
-    def update(
-        self, kind: str, state: Any, job=None, event: dict | None = None, text: str | None = None
-    ) -> None:
+    def update(self, kind: str, state: Any, job=None, event: Any = None, text: str | None = None) -> None:
         self._state = state
         if kind in ("run", "attempt", "block_lost", "message", "sweep_start", "sweep_end", "cancelling"):
             super().update(kind, state, job, event, text)

@@ -11,6 +11,19 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class GridPoint:
+    """Where a run sits in its arm's grid: the grid coordinate, recorded once by the plan.
+
+    `values` are the swept knobs' values as the spec gave them (`{"mlp_off": [0, 3]}`; `{}` for an arm
+    without a grid); `layers` is the layer the point sweeps, for each knob swept one layer at a time
+    (`{"mlp_off": 3}` for that point of `{each_layer: "1-11", with: [0]}`): what the layer-ablation figure
+    draws. Stored as the run row's `label` column (values) and sweep.json's `point_layers` (layers)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    layers: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One training run: a command to execute once (plus retries) on one node."""
 
@@ -41,11 +54,16 @@ class RunSpec:
     """Position within its block (0-based): the order the runs execute on the node."""
     script_sha256: str | None = None
     """Content hash of the files the command names (joined), when any exist."""
-    label: dict[str, Any] = field(default_factory=dict)
-    """Grid coordinates of this run within its arm (e.g. {"mlp_off": [3]}), for tables and figures."""
+    point: GridPoint = field(default_factory=GridPoint)
+    """The run's grid point within its arm (e.g. values {"mlp_off": [3]}, layers {"mlp_off": 3})."""
     estimate_s: float | None = None
     """Rough expected wall time of the run (start-up and compile included), seconds; None = unknown.
     From the preset's cost table or the spec's estimate_min; for --dry-run and ETAs only."""
+
+    @property
+    def label(self) -> dict[str, Any]:
+        """The grid point's knob values (the name of their stored column, `label`)."""
+        return self.point.values
 
 
 @dataclass(frozen=True)

@@ -200,3 +200,30 @@ def test_layer_figure_spans_the_models_layers_from_run_params(tmp_path):
     store.write_run(tmp_path, run_row("b", "base", loss=3.3, time_ms=1.0, params={"num_layers": 12}), {})
     fig = make_figures(store.read_runs(tmp_path), pd.DataFrame(), "base", None)["layer_ablation"]
     assert list(fig.axes[-1].get_xticks()) == list(range(12))
+
+
+def test_the_layer_figure_draws_the_layers_the_plan_recorded(tmp_path):
+    """sweep.json's point_layers, not the knob values: one finished point is drawn, and path counts
+    that the inference of older folders would take for layers are not."""
+    import json
+
+    from analysis.resultsdir import ResultsDir, SweepInfo
+
+    store.write_run(tmp_path, run_row("b0", "base", loss=3.30, time_ms=1000.0), {})
+    drop = run_row("x0", "drop", loss=3.31, time_ms=900.0, params={"mlp_off": [0, 4]})
+    store.write_run(tmp_path, {**drop, "label": {"mlp_off": [0, 4]}}, {"mlp_off": "json"})
+    for i, counts in enumerate([[2, 1, 1], [4, 1, 1]]):
+        row = run_row(f"p{i}", "paths", loss=3.3, time_ms=950.0, params={"attn_paths": counts})
+        store.write_run(tmp_path, row, {"attn_paths": "json"})
+    runs = store.read_runs(tmp_path)
+    inferred = layer_points(runs)
+    assert set(inferred["series"]) == {"paths (attn_paths)"}  # the old folders' rule, and its mistake
+    recorded = layer_points(runs, {"x0": {"mlp_off": 4}})
+    assert recorded[["series", "layer", "final_val_loss"]].values.tolist() == [["drop (mlp_off)", 4, 3.31]]
+    assert recorded["train_time_s"].tolist() == [0.9]
+    ResultsDir(tmp_path).write_sweep(SweepInfo("s", "grid", None, "base", ("base", "drop", "paths"),
+                                               point_layers={"x0": {"mlp_off": 4}}))  # fmt: skip
+    assert "figure:layer_ablation" in write_report(tmp_path)
+    assert json.loads((tmp_path / "sweep.json").read_text())["point_layers"] == {"x0": {"mlp_off": 4}}
+    ResultsDir(tmp_path).write_sweep(SweepInfo("s", "grid", None, "base", point_layers={}))
+    assert "figure:layer_ablation" not in write_report(tmp_path)

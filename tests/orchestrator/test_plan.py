@@ -334,3 +334,39 @@ def test_data_dir_reaches_trainer_commands_but_not_run_ids():
     ids = [[r.run_id for r in runs] for runs in (plain_runs, here_runs, there_runs)]
     assert ids[0] == ids[1] == ids[2]
     assert spec_identity_diff(here, there) == []
+
+
+def test_the_plan_records_the_layer_each_grid_point_sweeps():
+    spec = parse_spec({
+        "name": "s", "trainer": {"preset": "tiny"}, "resources": {"gpus_per_run": 0},
+        "arms": {"baseline": {},
+                 "one": {"grid": {"mlp_off": {"each_layer": "3,5"}, "steps": [10, 20]}},
+                 "zero_and": {"grid": {"mlp_off": {"each_layer": "1-3", "with": [0]}}},
+                 "listed": {"grid": {"attn_off": [[0, 7], [0, 9]]}},
+                 "paths": {"grid": {"attn_paths": [{0: 2}, {0: 4}]}},
+                 "single": {"grid": {"mlp_off": {"each_layer": "4"}}}},
+    })  # fmt: skip
+    by_arm: dict[str, list] = {}
+    for r in make_plan(spec).runs:
+        by_arm.setdefault(r.arm, []).append((r.point.values, r.point.layers))
+    assert by_arm["baseline"] == [({}, {})]
+    assert [layers for _, layers in by_arm["one"]] == [{"mlp_off": 3}] * 2 + [{"mlp_off": 5}] * 2
+    assert by_arm["one"][1][0] == {"mlp_off": [3], "steps": 20}
+    assert by_arm["zero_and"] == [({"mlp_off": [0, n]}, {"mlp_off": n}) for n in (1, 2, 3)]
+    assert [layers for _, layers in by_arm["listed"]] == [{"attn_off": 7}, {"attn_off": 9}]
+    # path counts per layer are values, not layers; a grid of one point sweeps nothing
+    assert [layers for _, layers in by_arm["paths"]] == [{}, {}] and by_arm["single"] == [
+        ({"mlp_off": [4]}, {})
+    ]
+    assert plan_mod.layer_axis(([0], [0, 1, 2])) is None and plan_mod.layer_axis(([True], [False])) is None
+
+
+def test_sweep_json_holds_the_plans_run_ids_and_grid_layers():
+    from orchestrator.commands import sweep_info
+
+    plan = make_plan(load_spec(Path(__file__).resolve().parents[2] / "sweeps" / "demo.yaml"))
+    info = sweep_info(plan, Path("sweeps/demo.yaml")).to_json()
+    assert info["run_ids"] == [r.run_id for r in plan.runs] and info["planned_runs"] == 9
+    drop = {r.run_id: r.point.layers["mlp_off"] for r in plan.runs if r.arm == "drop_one"}
+    assert info["point_layers"] == {rid: {"mlp_off": layer} for rid, layer in drop.items()}
+    assert sorted(drop.values()) == [3, 6, 11]
