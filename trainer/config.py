@@ -19,7 +19,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -660,17 +660,84 @@ def _post_init(self) -> None:
         object.__setattr__(self, name, value)
 
 
-TrainConfig = dataclasses.make_dataclass(
-    "TrainConfig",
-    [(k.name, _field_type(k), field(default=k.default, metadata={"doc": k.doc})) for k in KNOBS],
-    frozen=True,
-    namespace={
-        "__post_init__": _post_init,
-        "__doc__": "All knobs of one training run (frozen, validated). Fields: see KNOBS / describe_knobs().",
-    },
-)
-# make_dataclass cannot set the module before 3.12; pickle and repr need it.
-TrainConfig.__module__ = __name__
+if TYPE_CHECKING:  # what editors and type checkers see; at run time the class is built from KNOBS
+
+    @dataclass(frozen=True)
+    class TrainConfig:
+        """All knobs of one training run (frozen, validated). Per-layer knobs read back as tuples of
+        ``num_layers``. tests/trainer/test_config.py checks these fields against KNOBS: names,
+        order, types and defaults."""
+
+        num_layers: int = 12
+        model_dim: int = 768
+        num_heads: int = 6
+        head_dim: int = 128
+        vocab_size: int = 50257
+        mlp_hidden: int | None = None
+        mlp_off: tuple[int, ...] = None  # type: ignore[assignment]  # filled in by __post_init__
+        attn_off: tuple[int, ...] = None  # type: ignore[assignment]  # filled in by __post_init__
+        mlp_paths: tuple[int, ...] = None  # type: ignore[assignment]  # filled in by __post_init__
+        attn_paths: tuple[int, ...] = None  # type: ignore[assignment]  # filled in by __post_init__
+        ve_pattern: tuple[int | None, ...] = None  # type: ignore[assignment]  # filled in by __post_init__
+        ve_norm: bool = False
+        mlp_kind: tuple[str, ...] = None  # type: ignore[assignment]  # filled in by __post_init__
+        glu_activation: str = "silu"
+        glu_hidden: int | None = None
+        double_norm_first: bool = False
+        double_norm_mid: bool = False
+        double_residual: bool = False
+        double_zero_init: bool = False
+        double_diagonal: bool = False
+        attn_gate: bool = True
+        attn_scale: float = 0.12
+        logit_softcap: float = 30.0
+        unet: bool = True
+        long_window_layers: tuple[int, ...] = None  # type: ignore[assignment]  # filled in by __post_init__
+        attn_impl: str = "auto"
+        fp8_head: str = "auto"
+        compile: str = "auto"
+        warmup_steps: int = 30
+        steps: int = 1670
+        cooldown_frac: float = 0.45
+        lr_final_frac: float = 0.1
+        batch_tokens: int = 393216
+        seq_len: int = 49152
+        grad_accum: int | None = None
+        val_tokens: int = 10485760
+        val_seq_len: int = 262144
+        val_every: int = 125
+        window_schedule: str = "stages"
+        window_stages: tuple[int, ...] = (3, 7, 11)
+        window_max_tokens: int = 1728
+        window_granularity: str = "token"
+        block_size: int = 128
+        lr_embed: float = 0.6
+        lr_head: float = 0.008
+        lr_scalar: float = 0.04
+        lr_muon: float = 0.05
+        muon_momentum: float = 0.95
+        muon_momentum_start: float = 0.85
+        muon_momentum_warmup_steps: int = 300
+        muon_wd: float = 0.0
+        adam_betas: tuple[float, float] = (0.8, 0.95)
+        adam_eps: float = 1e-10
+        adam_wd: float = 0.0
+        seed: int = 0
+        bos_id: int = 50256
+        max_doc_len: int | None = 2048
+
+else:
+    TrainConfig = dataclasses.make_dataclass(
+        "TrainConfig",
+        [(k.name, _field_type(k), field(default=k.default, metadata={"doc": k.doc})) for k in KNOBS],
+        frozen=True,
+        namespace={
+            "__post_init__": _post_init,
+            "__doc__": "All knobs of one training run (frozen, validated). Fields: KNOBS, describe_knobs().",
+        },
+    )
+    # make_dataclass cannot set the module before 3.12; pickle and repr need it.
+    TrainConfig.__module__ = __name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -820,53 +887,3 @@ def describe_knobs(cfg: TrainConfig | None = None, preset: str | None = None) ->
             lines.append(f"      {k.doc}{choices}")
     lines.append("presets: " + ", ".join(f"{p} (default)" if p == DEFAULT_PRESET else p for p in PRESETS))
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure schedule helpers shared by the loop and the model.
-
-
-def grad_accum_for(cfg: TrainConfig, world_size: int) -> int:
-    """Micro-batches per step per rank so that ``world_size`` ranks see ``batch_tokens`` per step."""
-    if cfg.grad_accum is not None:
-        if cfg.grad_accum * cfg.seq_len * world_size != cfg.batch_tokens:
-            raise _fail(
-                "grad_accum",
-                f"{cfg.grad_accum} x seq_len {cfg.seq_len} x {world_size} processes "
-                f"!= batch_tokens {cfg.batch_tokens}",
-            )
-        return cfg.grad_accum
-    per_rank, rest = divmod(cfg.batch_tokens, cfg.seq_len * world_size)
-    if rest or per_rank < 1:
-        raise _fail(
-            "batch_tokens",
-            f"{cfg.batch_tokens} is not a multiple of seq_len {cfg.seq_len} x {world_size} processes",
-        )
-    return per_rank
-
-
-def window_tokens_at(cfg: TrainConfig, step: int) -> int:
-    """The long attention window (tokens, a multiple of block_size) used at ``step`` (0..steps).
-
-    stages (PR 118/120): stage int(len * step / (steps + 1)) of window_stages, in blocks.
-    linear (PR 117): window_max_tokens * step / steps rounded up to a block, at least one block.
-    Short-window layers use ``short_window(cfg, long)``.
-    """
-    if not 0 <= step <= cfg.steps:
-        raise _fail("steps", f"step {step} outside 0..{cfg.steps}")
-    bs = cfg.block_size
-    if cfg.window_schedule == "stages":
-        stage = int(len(cfg.window_stages) * step / (cfg.steps + 1))
-        return cfg.window_stages[stage] * bs
-    grow = cfg.window_max_tokens * step / cfg.steps
-    return max(1, math.ceil(grow / bs)) * bs
-
-
-def short_window(cfg: TrainConfig, long_window: int) -> int:
-    """Window of the short-window layers: half the long window's blocks, at least one block."""
-    return max(1, long_window // cfg.block_size // 2) * cfg.block_size
-
-
-def window_sizes(cfg: TrainConfig) -> tuple[int, ...]:
-    """Every distinct long window the schedule uses (what compile warm-up must cover), ascending."""
-    return tuple(sorted({window_tokens_at(cfg, s) for s in range(cfg.steps + 1)}))

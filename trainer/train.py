@@ -25,16 +25,11 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from trainer import data as data_mod
-from trainer.config import (
-    TrainConfig,
-    config_to_dict,
-    grad_accum_for,
-    window_sizes,
-    window_tokens_at,
-)
+from trainer.config import TrainConfig, config_to_dict
 from trainer.logfmt import RunLog, diverged_line, memory_line, step_line, val_line
 from trainer.model import build_model
 from trainer.optim import DistAdam, Muon
+from trainer.schedule import grad_accum_for, window_sizes, window_tokens_at
 
 EXIT_OK = 0
 EXIT_DIVERGED = 3

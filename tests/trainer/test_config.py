@@ -5,6 +5,7 @@ import json
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,14 +17,11 @@ from trainer.config import (
     TrainConfig,
     config_to_dict,
     describe_knobs,
-    grad_accum_for,
     knob_types,
     parse_set,
     resolve,
-    short_window,
-    window_sizes,
-    window_tokens_at,
 )
+from trainer.schedule import grad_accum_for, short_window, window_sizes, window_tokens_at
 
 
 def test_registry_and_trainconfig_fields_agree():
@@ -221,3 +219,30 @@ def test_on_off_knobs_take_yaml_booleans_as_written():
     assert (cfg.compile, cfg.fp8_head) == ("on", "off")
     with pytest.raises(ConfigError, match="attn_impl: true is not one of"):
         resolve("tiny", parse_set(["attn_impl=on"]))
+
+
+def _typed_fields() -> list[tuple[str, str, object]]:
+    """(name, annotation, default) of the TrainConfig written out for type checkers in config.py."""
+    import ast
+
+    import trainer.config as config_mod
+
+    tree = ast.parse(Path(config_mod.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    cls = next(n for n in block.body if isinstance(n, ast.ClassDef) and n.name == "TrainConfig")
+    return [
+        (a.target.id, ast.unparse(a.annotation), ast.literal_eval(a.value))
+        for a in cls.body
+        if isinstance(a, ast.AnnAssign)
+    ]
+
+
+def test_the_typed_trainconfig_matches_the_knob_table():
+    fields = _typed_fields()
+    assert [f[0] for f in fields] == [k.name for k in KNOBS]
+    for (name, annotation, default), knob in zip(fields, KNOBS, strict=True):
+        expected = tuple(knob.default) if isinstance(knob.default, list) else knob.default
+        assert default == expected, name
+        base = {"int": "int", "float": "float", "bool": "bool", "str": "str"}.get(knob.kind, "tuple[")
+        assert annotation.startswith(base), (name, annotation)
+        assert annotation.endswith("| None") == knob.nullable, (name, annotation)

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from tests.trainer.gloo import exit_now, spawn_on_free_port
-from trainer.config import grad_accum_for, resolve
+from trainer.config import resolve
 from trainer.data import ensure_synth
+from trainer.schedule import grad_accum_for
 from trainer.train import RunOptions, train
 
 # tiny: 1,024 tokens per step in micro-batches of 256 -> accumulation 4 (1 process) or 2 (2 processes)
