@@ -26,12 +26,12 @@ Three ways to name the logs:
       spelled); any other file in both arms is an error. --exclude-prefix / --include-prefix filter both
       arms by file name.
   ablate compare --logs DIR_OR_GLOB
-      one set of runs: the record rule and train times only.
+      one set of runs (a folder read with its subfolders): the record rule and train times only.
 Logs are *.txt, *.log and *.out files, also gzip-compressed (*.txt.gz), with upstream's code header, our
 trainer's, or none (a stdout capture; `torchrun --tee` prefixes such as [default0]: are dropped). One run
 counts once: an exact copy within an arm is counted once with a warning; the same log in both arms is an
 error. Only logs that reached their last step with a final val line (status ok) are used; the others are
-counted per arm with their reasons and listed (all of them with --verbose). An arm that pools runs of
+counted per arm with their reasons, and listed when few (all with --verbose). An arm that pools runs of
 different step counts or different training code (by the log header) gets a warning; --strict makes
 every warning an error (exit 2).
 """
