@@ -366,4 +366,6 @@ def test_cli_english_errors_are_one_line(tmp_path: Path):
     done = run("english", "--out", str(tmp_path / "o"), "--sources", "sotu,nope")
     assert done.returncode == 2 and "unknown source nope; known: sotu, moby-dick" in done.stderr
     assert "Traceback" not in done.stderr
+    done = run("english", "--out", str(tmp_path / "o"), "--min-score", "2")
+    assert done.returncode == 2 and "2.0 must be in [0, 1] (a prose score)" in done.stderr
     assert "sotu" in run("english", "--help").stdout

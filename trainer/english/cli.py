@@ -27,6 +27,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} must be in [0, 1] (a prose score)")
+    return value
+
+
 def _source_list(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     known = {s.name for s in SOURCES}
@@ -113,7 +123,7 @@ def add_parsers(sub) -> None:
     )
     e.add_argument(
         "--min-score",
-        type=float,
+        type=_fraction,
         default=build.MIN_SCORE,
         help="prose score below which no document is taken",
     )
