@@ -223,7 +223,14 @@ class FolderLock:
 
 
 class ResultsDir:
-    """A sweep's results folder (`results/<sweep name>`): paths, writes, reads, the lock."""
+    """A sweep's results folder (`results/<sweep name>`): paths, writes, reads, the lock.
+
+    Cheap to make (no I/O); make one per folder and call its methods. A run file is immutable for
+    `write_run` (a second write of one run id fails); a writer that must put a new outcome in place of
+    an old one (a failed run's file by its retry's) publishes it with `atomic_write(self.run_file(id),
+    ..., overwrite=True)` and appends the row to `self.index`: readers then see the old row or the new
+    one, never a mix, and the index serves the new one only (it is keyed by the file, not the run id).
+    """
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -272,12 +279,30 @@ class ResultsDir:
     def figure_file(self, name: str) -> Path:
         return self.figures_dir / f"{name}.png"
 
-    sweep_file = property(lambda self: self.root / "sweep.json")
-    spec_file = property(lambda self: self.root / "spec.yaml")
-    status_file = property(lambda self: self.root / "status.json")
-    lock_file = property(lambda self: self.root / ".lock")
-    report_md = property(lambda self: self.root / "report.md")
-    report_html = property(lambda self: self.root / "report.html")
+    @property
+    def sweep_file(self) -> Path:
+        return self.root / "sweep.json"
+
+    @property
+    def spec_file(self) -> Path:
+        """The spec as submitted (`spec.yaml`), compared with a resubmitted one."""
+        return self.root / "spec.yaml"
+
+    @property
+    def status_file(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
 
     def is_results(self) -> bool:
         """A folder written by ablate: it has runs/ or sweep.json."""
@@ -379,7 +404,7 @@ class ResultsDir:
         missing = sorted(set(files) - covered)
         parts = [t for t in (known, _scan_keyed([files[r] for r in missing])) if t is not None and t.num_rows]
         table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
-        table = table.sort_by("run_id")
+        table = table.combine_chunks().sort_by("run_id")  # one chunk per file otherwise: slow to sort
         if from_journal + len(missing) >= INDEX_REFRESH_MIN_NEW:
             self.index.save(table)
         return table.drop_columns([KEY_COLUMN])

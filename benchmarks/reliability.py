@@ -23,6 +23,12 @@
 --quick (the ci tier): 12 chaos runs with the same fault kinds, 500 fuzz examples, 2,000 load runs.
 Prints a summary table; exits 1 if a run was lost or duplicated, a process orphaned, or any part
 failed.
+
+It takes the test suite's fakes and properties from tests/ on purpose (the fake job, the process
+helpers, the fuzz properties): this is the suite's own checks run longer and harder, and each of
+them is defined once, where the default tier runs it with few examples. Moving them out of tests/
+would only turn the dependency around; `tests/benchmarks/test_reliability.py` checks in the default
+tier that every name taken from tests/ is there.
 """
 
 from __future__ import annotations
@@ -418,10 +424,9 @@ class Chaos:
 
 
 def _result_mtimes(results: Path) -> dict[str, float]:
-    runs = results / "runs"
-    return {
-        p.name[: -len(".parquet")]: p.stat().st_mtime for p in runs.glob("*.parquet") if p.name[0] not in "._"
-    }
+    from analysis.resultsdir import ResultsDir, result_files
+
+    return {run_id: p.stat().st_mtime for run_id, p in result_files(ResultsDir(results).runs_dir).items()}
 
 
 def part_chaos(quick: bool, seed: int) -> Part:
@@ -585,6 +590,7 @@ def part_storage(quick: bool, seed: int) -> Part:
     import pyarrow.parquet as pq
 
     from analysis import store
+    from analysis.resultsdir import ResultsDir
     from orchestrator.plan import make_plan
     from orchestrator.spec import load_spec
     from tests.orchestrator.helpers import read_pids, wait_gone
@@ -603,18 +609,19 @@ def part_storage(quick: bool, seed: int) -> Part:
         first = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
         errors = [line for line in first.stderr.splitlines() if line.startswith("ablate: error:")]
         stored = store.finished_run_ids(results)
-        visible = sorted(p.name for p in (results / "runs").iterdir() if not p.name.startswith((".", "_")))
+        runs_dir = ResultsDir(results).runs_dir  # read as any parquet tool would, names and all
+        visible = sorted(p.name for p in runs_dir.iterdir() if not p.name.startswith((".", "_")))
         unreadable = []
         for name in visible:
             try:
-                pq.read_table(results / "runs" / name)
+                pq.read_table(runs_dir / name)
             except Exception:
                 unreadable.append(name)
         try:
-            pandas_rows = len(pd.read_parquet(results / "runs"))
+            pandas_rows = len(pd.read_parquet(runs_dir))
         except Exception as e:
             pandas_rows = f"failed: {type(e).__name__}"
-        temp_left = sorted(p.name for p in (results / "runs").iterdir() if p.name.startswith("."))
+        temp_left = sorted(p.name for p in runs_dir.iterdir() if p.name.startswith("."))
         orphans = wait_gone(read_pids(pid_dir), timeout=ORPHAN_WAIT_S)
         f["runs planned"] = runs
         f["first run: exit code"] = first.returncode
@@ -725,10 +732,12 @@ def part_load(quick: bool, seed: int) -> Part:
         status_first = load.time_cli("status", str(root))
         status_again = load.time_cli("status", str(root))
         report_s = load.time_cli("report", str(root))
+        rebuild_s = load.time_rebuild(root)
     f = part.figures
     f[f"plan of {n} runs (s)"] = round(plan_s, 2)
     f[f"ablate status, {n} runs, first / again (s)"] = f"{status_first:.2f} / {status_again:.2f}"
     f[f"ablate report, {n} runs (s)"] = round(report_s, 2)
+    f["ablate status, index deleted: rebuilt from the run files (s, not a goal)"] = round(rebuild_s, 2)
     f["writing the results folder (setup, s)"] = round(write_s, 1)
     for what, secs in (("plan", plan_s), ("status", status_first), ("report", report_s)):
         if secs >= load.GOAL_S:

@@ -233,7 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             from analysis.report import write_report
 
             paths = write_report(results_dir)
-            print(f"report: {paths.get('md', results_dir / 'report.md')}")
+            print(f"report: {paths['md']}")
     bad = 0 if state is None else state.done["failed"] + state.done["timeout"]
     if bad:
         return 1

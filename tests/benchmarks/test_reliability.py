@@ -2,6 +2,8 @@
 the fuzzers, load at 2,000 runs and the security checks, ~70 s on 2 cores. It fails, never skips, when the
 benchmark cannot run (no Ray, no hypothesis): the ci tier is where these guarantees are checked."""
 
+import ast
+import importlib
 import re
 import subprocess
 import sys
@@ -35,3 +37,20 @@ def test_reliability_quick_loses_duplicates_and_orphans_nothing():
     assert by_name["runs duplicated"] == [0]
     assert by_name["orphan processes"] == [0, 0]
     assert int(re.search(r"^  cases tried\s+(\d+)$", out, re.M).group(1)) >= 7 * 100
+
+
+def test_every_name_reliability_takes_from_the_tests_is_there():
+    """The benchmark runs the suite's fakes and properties harder (its docstring says why it imports
+    them from tests/): a renamed helper or property table fails here, in the default tier."""
+    source = (ROOT / "benchmarks" / "reliability.py").read_text()
+    taken = [
+        (node.module, alias.name)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.")
+        for alias in node.names
+    ]
+    assert len(taken) >= 4
+    missing = [f"{mod}.{name}" for mod, name in taken if not hasattr(importlib.import_module(mod), name)]
+    assert missing == []
+    paths = re.findall(r'ROOT / "tests" / "(\w+)" / "([\w.]+)"', source)
+    assert paths and all((ROOT / "tests" / folder / name).is_file() for folder, name in paths)
