@@ -178,6 +178,16 @@ def split_current(runs, run_ids: Iterable[str] | None):
     return runs[current].reset_index(drop=True), int((~current).sum())
 
 
+def split_current_ids(run_ids: Iterable[str], plan_ids: Iterable[str] | None) -> tuple[set[str], int]:
+    """`split_current` for a set of run ids (a folder's finished runs): those of the plan, and how many
+    are not."""
+    found = set(run_ids)
+    if plan_ids is None:
+        return found, 0
+    current = found & set(plan_ids)
+    return current, len(found) - len(current)
+
+
 # ------------------------------------------------------------------------------------------- lock
 
 

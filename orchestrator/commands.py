@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from analysis import InputError
-from analysis.resultsdir import ResultsDir, SweepInfo, split_current
+from analysis.resultsdir import ResultsDir, SweepInfo, split_current, split_current_ids
 from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions
 from orchestrator.errors import UserError, storage_error
 
@@ -242,9 +242,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _missing(plan, results_dir: Path) -> int:
     """Runs still to run; when none, say so without starting Ray."""
-    finished = ResultsDir(results_dir).finished_run_ids()
-    done = finished & {r.run_id for r in plan.runs}
-    if stale := len(finished - done):
+    done, stale = split_current_ids(ResultsDir(results_dir).finished_run_ids(), [r.run_id for r in plan.runs])
+    if stale:
         print(
             f"note: {stale} finished run(s) in {results_dir} are not in this plan (an earlier version of the "
             "trainer, a script or the spec): kept in runs/, left out of the report"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from analysis.resultsdir import FolderBusy, ResultsDir
+from analysis.resultsdir import FolderBusy, ResultsDir, split_current_ids
 from orchestrator.errors import UserError, storage_error
 from orchestrator.events import (
     AttemptEnd,
@@ -193,7 +193,7 @@ class SweepDriver:
         self.progress = progress
         self.decide = decide
         self.runs = {r.run_id: r for r in plan.runs}
-        done = self.folder.finished_run_ids() & set(self.runs)
+        done, _ = split_current_ids(self.folder.finished_run_ids(), self.runs)  # runs of other plans stay
         self.queue: deque[Block] = deque(pending_blocks(plan, done))
         self.inflight: dict[int, Job] = {}
         self.started_blocks: set[int] = set()
