@@ -562,9 +562,10 @@ class RunIndex:
         parts = [t for t in parts if t.num_rows]
         if not parts:
             return None, from_journal
-        return (
-            pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
-        ), from_journal
+        try:
+            return pa.concat_tables(parts, promote_options="permissive"), from_journal
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a knob changed type between plans: read the files
+            return None, 0
 
     def _snapshot(self):
         import pyarrow as pa
