@@ -110,12 +110,13 @@ fi
 # issue 18: the real-text spread first (it plans the figure's repeats), then ours against upstream
 if has textspread; then ablate_run h200_text_spread h200-text-spread h200_text_spread; fi
 if has textspeed && [ -f .upstream/pr117_train_gpt.py ]; then
-    # upstream's loader does not cycle: a step reads 393,216 tokens (8 x 48 Ki); keep 3 % for its BOS
-    # alignment and stop at 80 steps
+    # upstream's loader does not cycle: a step reads 8 sequences of 48 Ki tokens, each from a document
+    # start (15 % kept for that alignment), and leaves the last 786,433 tokens of each shard unread (its
+    # look-ahead window); at most 80 steps
     steps=$(python3 -c "
 import glob, numpy as np
-n = sum(int(np.fromfile(f, dtype=np.int32, count=3)[2]) for f in glob.glob('$TEXT/fineweb_train_*.bin'))
-print(min(80, int(n * 0.97) // 393216))")
+n = sum(max(0, int(np.fromfile(f, dtype=np.int32, count=3)[2]) - 786433) for f in glob.glob('$TEXT/fineweb_train_*.bin'))
+print(min(80, int(n * 0.85) // 393216))")
     stamp "trainer_speed on real text: $steps steps"
     python3 benchmarks/trainer_speed.py --preset pr117 --steps "$steps" --data-dir "$TEXT" --shared-cache \
         --val-tokens 1048576 --variant base: --upstream .upstream/pr117_train_gpt.py \

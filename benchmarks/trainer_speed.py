@@ -158,6 +158,12 @@ def upstream_copy(script: Path, steps: int, workdir: Path, val_tokens: int | Non
     return out
 
 
+def upstream_log_folder(text: str) -> str:
+    """The folder under logs/ that upstream's ``run_id`` names ('' when it names none)."""
+    m = re.search(r"""run_id\s*=\s*f?['"]([^'"{]*)/""", text)
+    return m.group(1) if m else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="pr117")
@@ -268,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         script = upstream_copy(args.upstream.resolve(), args.steps, args.workdir, args.val_tokens)
         up_dir = args.workdir / "upstream"
         (up_dir / "data").mkdir(parents=True, exist_ok=True)
+        # the script appends to logs/<run_id>.txt and makes only logs/: a run_id such as
+        # f'final/{uuid}' (the record logs' copy of the script) needs its folder made
+        (up_dir / "logs" / upstream_log_folder(script.read_text())).mkdir(parents=True, exist_ok=True)
         link = up_dir / "data" / "fineweb10B"
         if not link.exists():
             link.symlink_to(Path(args.data_dir).resolve())

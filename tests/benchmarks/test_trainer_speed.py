@@ -53,6 +53,13 @@ def test_upstream_copy_sets_the_validation_budget_when_asked(bench, tmp_path):
     assert "val_tokens = 10485760" in untouched
 
 
+def test_upstream_log_folder_is_the_run_ids_folder(bench):
+    # the record logs' copy of the 2025-08-23 script names f'final/{uuid}'; it makes only logs/ itself
+    assert bench.upstream_log_folder("    run_id = f'final/{uuid.uuid4()}'\n") == "final"
+    assert bench.upstream_log_folder('run_id = f"runs/a/{x}"') == "runs/a"
+    assert bench.upstream_log_folder("run_id = str(uuid.uuid4())") == ""
+
+
 def test_upstream_copy_refuses_a_script_without_a_schedule(bench, tmp_path):
     script = tmp_path / "other.py"
     script.write_text("print('hi')\n")

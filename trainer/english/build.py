@@ -29,7 +29,10 @@ from trainer.english.sources import Source, by_name
 from trainer.shards import DataError, default_data_root, read_header, write_shard
 
 TRAIN_GOAL = 33_554_432  # 2**25: upstream's record script reads 31.5 M tokens in 80 steps (it never cycles)
-VAL_GOAL = 1_048_577  # h200-mini's val_tokens (1,048,576) plus the one token a window needs past its end
+# 8 x 262,144 + 2: upstream's record script reads validation in windows of grad_accum (8 on one GPU) x
+# world x val_seq_len tokens and needs one window (plus its target and one more) in a shard, though it
+# evaluates only val_tokens = 1,048,576 (h200-mini's budget, and ours with --val-tokens) of it
+VAL_GOAL = 2_097_154
 SHARD_TOKENS = 8_388_608  # 16 MiB files: several fit one carry to the GPU machine
 MIN_SCORE = 0.3  # reference documents scoring below this are never taken
 SEED = 1234
