@@ -64,15 +64,28 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+DATA_BUILDERS = ("english",)
+"""Subpackages of the trainer that build corpora and never run in training: a run's shards are recorded
+in its row (their identity), so editing a corpus builder must not make every run of a sweep new (a sweep
+run in parts over several GPU sessions would start again)."""
+
+
 def trainer_source_hash() -> str:
-    """sha256 over the trainer package's Python sources (names and contents), found without importing it."""
+    """sha256 over the trainer package's Python sources (names and contents), found without importing it;
+    the corpus builders of ``DATA_BUILDERS`` left out."""
     found = importlib.util.find_spec("trainer")
     if found is None or not found.submodule_search_locations:
         return "missing"
-    root = Path(next(iter(found.submodule_search_locations)))
+    return source_hash(Path(next(iter(found.submodule_search_locations))), DATA_BUILDERS)
+
+
+def source_hash(root: Path, skip: tuple[str, ...] = ()) -> str:
+    """sha256 over the ``*.py`` files under ``root`` (relative names and contents), leaving out the
+    top-level subfolders named in ``skip``."""
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
-        if "__pycache__" in path.parts:
+        rel = path.relative_to(root)
+        if "__pycache__" in path.parts or (len(rel.parts) > 1 and rel.parts[0] in skip):
             continue
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(path.read_bytes() + b"\0")

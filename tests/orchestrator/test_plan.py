@@ -140,6 +140,24 @@ def test_trainer_source_is_part_of_the_identity(monkeypatch):
     assert make_plan(spec).runs[0].run_id != first
 
 
+def test_source_hash_covers_the_training_code_but_not_the_corpus_builders(tmp_path):
+    pkg = tmp_path / "trainer"
+    (pkg / "english").mkdir(parents=True)
+    (pkg / "model.py").write_text("W = 1\n")
+    (pkg / "english" / "build.py").write_text("GOAL = 1\n")
+    first = plan_mod.source_hash(pkg, plan_mod.DATA_BUILDERS)
+    (pkg / "english" / "build.py").write_text("GOAL = 2\n")  # a corpus tool edited: same runs
+    assert plan_mod.source_hash(pkg, plan_mod.DATA_BUILDERS) == first
+    assert plan_mod.source_hash(pkg) != first  # not skipped, it would count
+    (pkg / "model.py").write_text("W = 2\n")  # the model edited: new runs
+    assert plan_mod.source_hash(pkg, plan_mod.DATA_BUILDERS) != first
+    (pkg / "model.py").write_text("W = 1\n")
+    (pkg / "english.py").write_text("")  # only the subfolder is skipped, not a module of that name
+    assert plan_mod.source_hash(pkg, plan_mod.DATA_BUILDERS) != first
+    builders = Path(plan_mod.__file__).parents[1] / "trainer" / "english"
+    assert "english" in plan_mod.DATA_BUILDERS and builders.is_dir()
+
+
 def test_trainer_arm_commands_params_and_labels():
     spec = parse_spec({
         "name": "s", "trainer": {"preset": "tiny", "set": {"steps": 30}}, "resources": {"gpus_per_run": 4},
