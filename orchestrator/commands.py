@@ -219,7 +219,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     done = frozenset(ResultsDir(results_dir).finished_run_ids())
     if args.dry_run:
         print(describe_plan(plan, done_run_ids=done))
+        _plan_checks(spec, plan, dry_run=True)
         return 0
+    _plan_checks(spec, plan, dry_run=False)
     decide = _decider(plan) if args.until_decided else None
     with ResultsLock(results_dir):
         _check_stored_spec(results_dir, spec, args.force_spec_change)
@@ -238,6 +240,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if bad:
         return 1
     return EXIT_RUNS_LEFT if state is not None and state.deferred else 0
+
+
+def _plan_checks(spec, plan, *, dry_run: bool) -> None:
+    """Warnings on stderr (an arm turning back on what the baseline has off; with --dry-run, a command's
+    script that is nowhere); a real run stops at a missing script: one line, exit 2, before Ray starts."""
+    from orchestrator.plan import check_scripts, plan_warnings, script_warnings
+
+    if not dry_run:
+        check_scripts(spec)
+    for line in [*plan_warnings(spec, plan), *(script_warnings(spec) if dry_run else [])]:
+        print(line, file=sys.stderr)
 
 
 def _missing(plan, results_dir: Path) -> int:

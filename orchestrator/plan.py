@@ -19,6 +19,7 @@ import importlib.util
 import json
 import random
 import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -96,24 +97,128 @@ CODE_SUFFIXES = frozenset({".py", ".sh", ".bash", ".yaml", ".yml", ".toml", ".cf
 """Files that are part of what a run *is* (scripts and their configs): their content is in its id."""
 
 
+def lookup_roots(cwd: str | None, spec_folder: str) -> list[Path]:
+    """Where a command's relative file arguments are looked for, in order: the arm's cwd, the spec's
+    folder, the current folder."""
+    return [*([Path(cwd)] if cwd else []), Path(spec_folder), Path(".")]
+
+
+def find_named(arg: str, cwd: str | None, spec_folder: str) -> Path | None:
+    """The file a command argument names, relative to `lookup_roots` (an absolute path as it is)."""
+    candidates = [Path(arg)] if Path(arg).is_absolute() else [r / arg for r in lookup_roots(cwd, spec_folder)]
+    return next((p for p in candidates if p.is_file()), None)
+
+
 def named_files(command: tuple[str, ...], cwd: str | None, spec_folder: str) -> dict[str, str]:
     """{argument: sha256} for the program and every script or config file the command names
-    (CODE_SUFFIXES), looked up relative to the arm's cwd, then the spec's folder, then the current
-    folder (absolute paths as they are). Other files are left out on purpose: a run that writes
+    (CODE_SUFFIXES), looked up by `find_named`. Other files are left out on purpose: a run that writes
     ``--out result.json`` must not change its own id by having run."""
-    roots = [Path(cwd)] if cwd else []
-    roots += [Path(spec_folder), Path(".")]
     out: dict[str, str] = {}
     for i, arg in enumerate(command):
         if not arg or arg.startswith("-"):
             continue
         if i > 0 and Path(arg).suffix.lower() not in CODE_SUFFIXES:
             continue
-        candidates = [Path(arg)] if Path(arg).is_absolute() else [root / arg for root in roots]
-        hit = next((p for p in candidates if p.is_file()), None)
+        hit = find_named(arg, cwd, spec_folder)
         if hit is not None:
             out[arg] = file_sha256(hit)
     return out
+
+
+SCRIPT_SUFFIXES = (".py", ".sh")
+TORCHRUN_FLAGS = frozenset(
+    {"-h", "--help", "--standalone", "--run-path", "--run_path", "--virtual-local-rank",
+     "--virtual_local_rank"}
+)  # fmt: skip
+"""torchrun's options that take no value (every other ``--option`` without ``=`` takes the next argument)."""
+PYTHON_VALUE_FLAGS = frozenset({"-W", "-X", "--check-hash-based-pycs"})
+
+
+def command_scripts(command: tuple[str, ...]) -> list[str]:
+    """The scripts a command runs, which must exist: the first non-option argument after ``python``
+    (``python3``, ...) or after ``torchrun`` and its options (none for ``-m module``, ``-c code`` or
+    torchrun's ``--no-python``), and every other non-option argument ending in .py or .sh."""
+    argv = list(command)
+    found = []
+    first = _launched_script(argv)
+    if first is not None:
+        found.append(first)
+    for arg in argv:
+        if arg and not arg.startswith("-") and arg.lower().endswith(SCRIPT_SUFFIXES) and arg not in found:
+            found.append(arg)
+    return found
+
+
+def _launched_script(argv: list[str]) -> str | None:
+    launcher = Path(argv[0]).name if argv else ""
+    torchrun = launcher == "torchrun"
+    if not (torchrun or launcher.startswith("python")):
+        return None
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-"):
+            return arg
+        if torchrun:
+            if arg in ("-m", "--module", "--no-python", "--no_python"):
+                return None  # a module, or a program found on PATH
+            if "=" not in arg and arg not in TORCHRUN_FLAGS:
+                i += 1  # the option's value
+        elif arg == "-" or arg.startswith(("-c", "-m")):
+            return None  # stdin, -c code, -m module
+        elif arg in PYTHON_VALUE_FLAGS:
+            i += 1
+        i += 1
+    return None
+
+
+def missing_scripts(spec: Spec) -> list[tuple[str, str]]:
+    """(arm, script) for every script a command arm runs that `find_named` does not find (a program
+    named without a folder, as ``command: [tool.sh]``, may also be on PATH)."""
+    out = []
+    for arm in spec.arms:
+        for script in command_scripts(arm.command or ()):
+            on_path = arm.command is not None and script == arm.command[0] and "/" not in script
+            if find_named(script, arm.cwd, spec.folder) is None and not (on_path and shutil.which(script)):
+                out.append((arm.name, script))
+    return out
+
+
+def _looked_in(spec: Spec, arm: Arm) -> str:
+    """`lookup_roots` in words: "sweeps (the spec's folder) or the current folder"."""
+    labelled = [(Path(arm.cwd), "the arm's cwd")] if arm.cwd else []
+    labelled += [(Path(spec.folder), "the spec's folder")]
+    named: dict[Path, str] = {}
+    for root, what in labelled:
+        named.setdefault(root.resolve(), f"{root} ({what})")
+    named[Path(".").resolve()] = "the current folder"
+    words = list(named.values())
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
+
+
+def script_warnings(spec: Spec) -> list[str]:
+    """A warning line per script a command arm runs that is nowhere the plan looks (for --dry-run)."""
+    return [
+        f"warning: {spec.source}: arms.{arm}.command: {script} not found in "
+        f"{_looked_in(spec, spec.arm(arm))}; its runs would fail: run from the folder that holds it, "
+        "or set the arm's cwd"
+        for arm, script in missing_scripts(spec)
+    ]
+
+
+def check_scripts(spec: Spec) -> None:
+    """Raise SpecError (one line) when a command arm's script is nowhere the plan looks: before any run."""
+    from orchestrator.spec import SpecError
+
+    missing = missing_scripts(spec)
+    if not missing:
+        return
+    arm, script = missing[0]
+    more = "".join(f"; also arms.{a}.command: {s}" for a, s in missing[1:])
+    raise SpecError(
+        f"{spec.source}: arms.{arm}.command: {script} not found in {_looked_in(spec, spec.arm(arm))}{more}; "
+        "run from the folder that holds it, or set the arm's cwd (nothing was run)"
+    )
 
 
 def yaml_literal(value: Any) -> str:
@@ -401,6 +506,83 @@ def _check_unique(spec: Spec, blocks: list[Block]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Plan-time warnings: an arm that turns back on what the baseline arm has off.
+
+OFF_KNOBS = {"mlp_off": "MLP", "attn_off": "attention"}
+"""Layer lists that switch a part of a layer off, and the part, for warnings."""
+
+
+def turned_on(base: dict[str, Any], params: dict[str, Any]) -> dict[str, list[int]]:
+    """{knob: layers} that the baseline's params have off (OFF_KNOBS) and ``params`` has on."""
+    out = {}
+    for knob in OFF_KNOBS:
+        on = sorted(set(base.get(knob) or ()) - set(params.get(knob) or ()))
+        if on and knob in params:
+            out[knob] = on
+    return out
+
+
+def plan_warnings(spec: Spec, plan: Plan) -> list[str]:
+    """One line per arm whose runs turn back on a layer's MLP or attention that the baseline arm has
+    off, unless the arm says so with ``{remove: [...]}``: a per-layer list given in full replaces the
+    inherited one, so ``attn_off: [3]`` over the baseline's ``[7]`` also turns layer 7 back on."""
+    base = next((r for r in plan.runs if r.arm == plan.baseline_arm), None)
+    if base is None or not base.params:
+        return []
+    lines = []
+    for arm in spec.arms:
+        if arm.name == plan.baseline_arm:
+            continue
+        points = _point_runs([r for r in plan.runs if r.arm == arm.name])
+        hits = [(r, turned_on(base.params, r.params)) for r in points if r.params]
+        hits = [(r, _unmeant(arm, on)) for r, on in hits]
+        hits = [(r, on) for r, on in hits if on]
+        if hits:
+            lines.append(_turned_on_line(spec, arm, base, hits, len(points)))
+    return lines
+
+
+def _unmeant(arm: Arm, on: dict[str, list[int]]) -> dict[str, list[int]]:
+    out = {k: [x for x in v if x not in arm.removed.get(k, ())] for k, v in on.items()}
+    return {k: v for k, v in out.items() if v}
+
+
+def _point_runs(runs: list[RunSpec]) -> list[RunSpec]:
+    """The first run of each grid point, in plan order."""
+    seen: dict[str, RunSpec] = {}
+    for r in runs:
+        seen.setdefault(_canonical(r.point.values), r)
+    return list(seen.values())
+
+
+def _turned_on_line(spec: Spec, arm: Arm, base: RunSpec, hits: list, n_points: int) -> str:
+    from analysis.knobdiff import value_text
+
+    run, on = hits[0]
+    knob = next(iter(on))
+    layers = ", ".join(str(x) for x in on[knob])
+    what = f"the {OFF_KNOBS[knob]} of layer{'s' if len(on[knob]) > 1 else ''} {layers}"
+    change = f"{knob}: {value_text(base.params[knob])} -> {value_text(run.params[knob])}"
+    off = f"off in the baseline arm '{spec.baseline}'"
+    where = (
+        f" in {len(hits)} of {n_points} points (e.g. {change}; {off})"
+        if n_points > 1
+        else f" ({change}; {off})"
+    )
+    others = sorted({k for _, o in hits for k in o} - {knob})
+    also = f", and layers of {', '.join(others)} too" if others else ""
+    if arm.is_command:
+        fix = f"to keep it off list it in the command's --set {knob}=[...] too"
+    else:
+        fix = (
+            f"to keep it off add to the list ({knob}: {{add: [...]}}, in a grid {{add_each: RANGE}}); "
+            f"if it is meant, say so: {knob}: {{remove: [{layers}]}} in the arm's set"
+        )
+    head = f"warning: {spec.source}: arms.{arm.name}: turns {what} back on"
+    return f"{head}{where}{also}; {fix} (sweeps/README.md)"
+
+
+# ---------------------------------------------------------------------------------------------
 # Identity diff of a resubmitted spec.
 
 
@@ -411,8 +593,11 @@ def _identity_view(spec: Spec) -> dict[str, Any]:
     }
     view["trainer"] = {"preset": spec.preset, "set": spec.trainer_set}
     view["resources"] = dataclasses.asdict(spec.resources)
+    # `removed` says how a list was written ({remove: [7]}), not what runs: the lists are in set and grid
     view["arms"] = {
-        a.name: dataclasses.asdict(a) | {"grid": {k: list(v) for k, v in a.grid}} for a in spec.arms
+        a.name: {k: v for k, v in dataclasses.asdict(a).items() if k != "removed"}
+        | {"grid": {k: list(v) for k, v in a.grid}}
+        for a in spec.arms
     }
     view["arm_order"] = [a.name for a in spec.arms]
     for path in NON_IDENTITY_FIELDS:
@@ -494,15 +679,53 @@ def describe_plan(plan: Plan, done_run_ids: frozenset[str] | set[str] = frozense
 
 
 def _arm_totals(plan: Plan) -> list[str]:
+    """Per arm: its runs and points, how each point differs from the baseline arm, its first command."""
     lines = ["arms:"]
     aw = max([3, *(len(a) for a in plan.arms)])
+    base = next((r for r in plan.runs if r.arm == plan.baseline_arm), None)
     for arm in plan.arms:
         mine = [r for r in plan.runs if r.arm == arm]
         points = len({_canonical(r.point.values) for r in mine})
         lines.append(f"  {arm:<{aw}}  {len(mine):>3} runs, {points:>2} point(s)")
+        if base is not None and arm != plan.baseline_arm:
+            lines += [f"      vs {plan.baseline_arm}{at}: {text}" for at, text in _point_diffs(base, mine)]
         if mine:  # the first run's command: the others differ only in their grid point
             lines.append(f"      {shlex.join(mine[0].command)}")
     return lines
+
+
+def _point_diffs(base: RunSpec, runs: list[RunSpec]) -> list[tuple[str, str]]:
+    """(" at <point>" or "", difference from ``base``) for each grid point of ``runs``, in plan order."""
+    ordered = _point_runs(runs)
+    return [(f" at {_point(r.point.values)}" if len(ordered) > 1 else "", run_diff(base, r)) for r in ordered]
+
+
+def run_diff(base: RunSpec, run: RunSpec) -> str:
+    """How ``run`` differs from ``base`` as one text: knob by knob (``attn_off: [7] -> [3]``) when both
+    run our trainer, else the command's changed arguments; then cwd and env where they differ."""
+    from analysis.knobdiff import knob_diff
+
+    if base.params and run.params:
+        parts = knob_diff(base.params, run.params)
+    else:
+        parts = _argv_diff(list(base.command), list(run.command))
+    if base.cwd != run.cwd:
+        parts.append(f"cwd: {base.cwd or '.'} -> {run.cwd or '.'}")
+    for key in sorted(set(base.env) | set(run.env)):
+        if base.env.get(key) != run.env.get(key):
+            parts.append(f"env {key}: {base.env.get(key, '(unset)')} -> {run.env.get(key, '(unset)')}")
+    return ", ".join(parts) or "same as the baseline"
+
+
+def _argv_diff(a: list[str], b: list[str]) -> list[str]:
+    """The arguments that differ between two commands: ``records/prev/x.py -> records/new/x.py``."""
+    import difflib
+
+    out = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op != "equal":
+            out.append(f"{shlex.join(a[i1:i2]) or '(nothing)'} -> {shlex.join(b[j1:j2]) or '(nothing)'}")
+    return out
 
 
 def _estimate_lines(plan: Plan, done: frozenset[str] | set[str]) -> list[str]:

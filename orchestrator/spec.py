@@ -15,6 +15,10 @@ The language (see sweeps/README.md for examples):
 - Grid shorthand for per-layer ablations: ``{each_layer: "0-11"}`` is ``[[0], [1], ..., [11]]``;
   ``{each_layer: "1-11", with: [0]}`` is ``[[0, 1], [0, 2], ...]``; ``{each_layer: "0-11", value:
   glu}`` is ``[{0: glu}, {1: glu}, ...]``. Ranges are ``"a-b"``, comma lists ``"0,6,11"`` or YAML lists.
+- Layer lists (``mlp_off``, ``attn_off``, ``long_window_layers``) given in full replace what is under
+  them; ``{add: [3]}`` / ``{remove: [7]}`` edit it (the preset, ``trainer.set``, the arm's ``set``, its
+  grid: each level over the one below), and ``{add_each: RANGE}`` / ``{remove_each: RANGE}`` are grids of
+  such edits (``with`` composes as for ``each_layer``). An edit is resolved here to the list it makes.
 - ``kind: ab``: exactly two arms, ``runs_per_arm`` each, interleaved in blocks of ``block_size`` A's
   and B's on one node, in ``order`` alternate | abba | random-blocks (seeded by ``seed``).
 - ``kind: grid`` with ``blocks: per_replicate``: one replicate of every arm runs back to back on one
@@ -56,7 +60,10 @@ TRAINER_KEYS = ("preset", "set", "data_dir")
 RESOURCE_KEYS = ("gpus_per_run", "cpus_per_run", "exclusive_node", "compile_cache_dir")
 TRAINER_ARM_KEYS = ("set", "grid", "repeats")
 COMMAND_ARM_KEYS = ("command", "cwd", "env", "repeats")
-EACH_LAYER_KEYS = ("each_layer", "with", "value")
+EACH_LAYER_KEYS = ("each_layer", "add_each", "remove_each", "with", "value")
+EACH_LAYER_FORMS = ("each_layer", "add_each", "remove_each")
+EDIT_KEYS = ("add", "remove")
+"""An edit of an inherited layer list: ``attn_off: {add: [3]}`` is the list below it plus layer 3."""
 NON_IDENTITY_FIELDS = (
     "description",
     "timeout_s",
@@ -97,6 +104,10 @@ class Arm:
     env: dict[str, str] = field(default_factory=dict)
     repeats: int | None = None
     """Replicates of each grid point (None = the spec's ``repeats``)."""
+    removed: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Layers this arm takes out of an inherited layer list in so many words (``{remove: [7]}``, in its
+    set or grid), per knob: turning them back on is meant, so the plan does not warn about it. ``set``
+    and ``grid`` hold the lists that edits make (``{add: [3]}`` over ``[7]`` is ``[3, 7]``)."""
 
     @property
     def is_command(self) -> bool:
@@ -342,7 +353,7 @@ def _build(ctx: _Ctx, d: dict) -> Spec:
     if not isinstance(description, str):
         raise ctx.fail("description", f"expected text, got {_describe(description)}")
     preset, trainer_set, data_dir = _trainer_section(ctx, d.get("trainer"))
-    arms = _arms(ctx, d.get("arms"), kind)
+    arms = _arms(ctx, d.get("arms"), _Over(ctx, "trainer.set", preset, trainer_set))
     resources = _resources(ctx, d.get("resources"), kind)
     layout = _layout(ctx, d, kind, arms)
     baseline = _baseline(ctx, d.get("baseline"), arms)
@@ -377,7 +388,9 @@ def _trainer_section(ctx: _Ctx, value: Any) -> tuple[str, dict[str, Any], str | 
         raise ctx.fail(
             "trainer.preset", f"unknown preset {_describe(preset)}; choose one of: {', '.join(PRESETS)}"
         )
-    sets = _knob_map(ctx, t.get("set"), "trainer.set")
+    sets, _ = _flatten_level(
+        ctx, "trainer.set", _Over(ctx, "", preset, {}), _knob_map(ctx, t.get("set"), "trainer.set")
+    )
     data_dir = t.get("data_dir")
     if data_dir is not None and (not isinstance(data_dir, str) or not data_dir.strip()):
         raise ctx.fail("trainer.data_dir", f"expected a folder of .bin shards, got {_describe(data_dir)}")
@@ -490,16 +503,16 @@ def _ab_layout(ctx: _Ctx, d: dict, arms: tuple[Arm, ...]) -> dict[str, Any]:
 # Arms and grids.
 
 
-def _arms(ctx: _Ctx, value: Any, kind: str) -> tuple[Arm, ...]:
+def _arms(ctx: _Ctx, value: Any, trainer: _Over) -> tuple[Arm, ...]:
     if value is None:
         raise ctx.fail("arms", "missing; give at least one arm, e.g. arms: {baseline: {}}")
     arms = _mapping(ctx, value, "arms")
     if not arms:
         raise ctx.fail("arms", "empty; give at least one arm, e.g. arms: {baseline: {}}")
-    return tuple(_arm(ctx, name, body) for name, body in arms.items())
+    return tuple(_arm(ctx, name, body, trainer) for name, body in arms.items())
 
 
-def _arm(ctx: _Ctx, name: Any, body: Any) -> Arm:
+def _arm(ctx: _Ctx, name: Any, body: Any, trainer: _Over) -> Arm:
     path = f"arms.{name}"
     _safe_name(ctx, name, path)
     body = {} if body is None else body
@@ -510,8 +523,10 @@ def _arm(ctx: _Ctx, name: Any, body: Any) -> Arm:
         if key in b:
             raise ctx.fail(f"{path}.{key}", "only for command arms; add command: [argv...] or remove it")
     repeats = None if b.get("repeats") is None else _int(ctx, b["repeats"], f"{path}.repeats", 1)
-    grid = _grid(ctx, b.get("grid"), f"{path}.grid") if "grid" in b else ()
-    return Arm(name=name, set=_knob_map(ctx, b.get("set"), f"{path}.set"), grid=grid, repeats=repeats)
+    sets, removed = _flatten_level(ctx, f"{path}.set", trainer, _knob_map(ctx, b.get("set"), f"{path}.set"))
+    over = _Over(ctx, f"{path}.set", trainer.preset, {**trainer.overrides, **sets}, tuple(sets))
+    grid = _grid(ctx, b.get("grid"), f"{path}.grid", over, removed) if "grid" in b else ()
+    return Arm(name=name, set=sets, grid=grid, repeats=repeats, removed=removed)
 
 
 def _command_arm(ctx: _Ctx, name: str, b: dict) -> Arm:
@@ -529,51 +544,189 @@ def _command_arm(ctx: _Ctx, name: str, b: dict) -> Arm:
     return Arm(name=name, command=command, cwd=cwd, env=env_s, repeats=repeats)
 
 
-def _grid(ctx: _Ctx, value: Any, path: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+def _grid(
+    ctx: _Ctx, value: Any, path: str, over: _Over, removed: dict[str, tuple[int, ...]]
+) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """The arm's (knob, values) pairs, each edit of a layer list resolved over ``over`` (the arm's set
+    on the spec's); the layers an edit removes are added to ``removed``."""
     knobs = _knob_map(ctx, value, path)
     if not knobs:
         raise ctx.fail(path, "empty; give {knob: [values]}")
     out = []
     for knob, values in knobs.items():
-        vals = _grid_values(ctx, values, f"{path}.{knob}")
+        vals, where = _grid_values(ctx, values, f"{path}.{knob}")
         seen = set()
         for i, v in enumerate(vals):
             key = yaml.safe_dump(v, default_flow_style=True)
             if key in seen:
                 raise ctx.fail(f"{path}.{knob}[{i}]", f"duplicate value {_describe(v)}; each grid value once")
             seen.add(key)
-        out.append((knob, vals))
+        flat = []
+        for v, at in zip(vals, where, strict=True):
+            if not _is_edit(knob, v):
+                flat.append(v)
+                continue
+            layers, gone = _edit_layers(ctx, at, knob, v, over)
+            flat.append(layers)
+            if gone:
+                removed[knob] = tuple(sorted({*removed.get(knob, ()), *gone}))
+        out.append((knob, tuple(flat)))
     return tuple(out)
 
 
-def _grid_values(ctx: _Ctx, value: Any, path: str) -> tuple[Any, ...]:
+def _grid_values(ctx: _Ctx, value: Any, path: str) -> tuple[tuple[Any, ...], list[str]]:
+    """(values, the path to name in an error about each value)."""
     if isinstance(value, Mapping):
+        if any(k in EDIT_KEYS for k in value):
+            raise ctx.fail(
+                path,
+                "an edit ({add: ...} or {remove: ...}) is one value; a grid takes a list of values, "
+                'e.g. [{add: [3]}, {add: [5]}], or {add_each: "3,5"}',
+            )
         return _each_layer(ctx, dict(value), path)
     if not isinstance(value, list) or not value:
         raise ctx.fail(
             path, f"expected a non-empty list of values or {{each_layer: RANGE}}, got {_describe(value)}"
         )
-    return tuple(value)
+    return tuple(value), [f"{path}[{i}]" for i in range(len(value))]
 
 
-def _each_layer(ctx: _Ctx, m: dict, path: str) -> tuple[Any, ...]:
+def _each_layer(ctx: _Ctx, m: dict, path: str) -> tuple[tuple[Any, ...], list[str]]:
     """``{each_layer: R}`` -> [[l] ...]; with ``with: W`` -> [sorted(W + [l]) ...] (layers in W skipped);
-    with ``value: v`` -> [{l: v} ...]."""
+    with ``value: v`` -> [{l: v} ...]. ``add_each`` / ``remove_each`` make the edits ``{add: [l]}`` /
+    ``{remove: [l]}`` instead (with ``with: W``: of W and l)."""
     _mapping(ctx, m, path, EACH_LAYER_KEYS)
-    if "each_layer" not in m:
-        raise ctx.fail(path, 'a grid mapping needs each_layer: RANGE (e.g. "0-11"); or give a list of values')
+    forms = [f for f in EACH_LAYER_FORMS if f in m]
+    if not forms:
+        raise ctx.fail(
+            path,
+            'a grid mapping needs each_layer, add_each or remove_each: RANGE (e.g. "0-11"); '
+            "or give a list of values",
+        )
+    if len(forms) > 1:
+        raise ctx.fail(f"{path}.{forms[1]}", f"given together with {forms[0]}; use one of them")
+    form = forms[0]
     if "with" in m and "value" in m:
         raise ctx.fail(
             f"{path}.value",
             "given together with 'with'; use one: with (layer lists) or value ({layer: value})",
         )
-    layers = _parse_layers(ctx, m["each_layer"], f"{path}.each_layer")
+    if "value" in m and form != "each_layer":
+        raise ctx.fail(
+            f"{path}.value",
+            f"{form} edits a layer list; for {{layer: value}} points use each_layer with value",
+        )
+    layers = _parse_layers(ctx, m[form], f"{path}.{form}")
+    where = f"{path}.{form}"
     if "value" in m:
-        return tuple({layer: copy.deepcopy(m["value"])} for layer in layers)
+        return tuple({layer: copy.deepcopy(m["value"])} for layer in layers), [where] * len(layers)
     extra = m.get("with", [])
     if not isinstance(extra, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in extra):
         raise ctx.fail(f"{path}.with", f"expected a list of layer indices like [0], got {_describe(extra)}")
-    return tuple(sorted(set(extra) | {layer}) for layer in layers if layer not in extra)
+    lists = [sorted(set(extra) | {layer}) for layer in layers if layer not in extra]
+    if form != "each_layer":
+        lists = [{form.removesuffix("_each"): x} for x in lists]
+    return tuple(lists), [where] * len(lists)
+
+
+# ---------------------------------------------------------------------------------------------
+# Edits of inherited layer lists: {add: [...], remove: [...]} over what the level below resolves to.
+
+
+class _Over:
+    """What a level of knobs is written over: the preset and the overrides under it. The config they
+    resolve to is built once, when an edit needs the inherited list (``path`` names the level whose
+    ``written`` keys would be at fault)."""
+
+    def __init__(self, ctx: _Ctx, path: str, preset: str, overrides: dict, written: tuple[str, ...] = ()):
+        self.ctx, self.path, self.preset, self.overrides, self.written = ctx, path, preset, overrides, written
+        self._config: Any = None
+
+    def config(self) -> Any:
+        if self._config is None:
+            self._config = _resolve_at(self.ctx, self.path, self.preset, self.overrides, self.written)
+        return self._config
+
+
+def layer_list_knobs() -> tuple[str, ...]:
+    """The knobs that are lists of layer indices (the trainer's ``layer_set`` kind): what add/remove edit."""
+    from trainer.config import KNOBS
+
+    return tuple(sorted(k.name for k in KNOBS if k.kind == "layer_set"))
+
+
+def _is_edit(knob: str, value: Any) -> bool:
+    """A mapping written for a layer list, or one naming add/remove (an edit on the wrong knob)."""
+    if not isinstance(value, Mapping):
+        return False
+    return knob in layer_list_knobs() or any(k in EDIT_KEYS for k in value)
+
+
+def _flatten_level(
+    ctx: _Ctx, path: str, over: _Over, level: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """``level`` with each edit resolved to the list it makes over ``over`` and the level's own other
+    values (key order kept), and the layers its edits remove, per knob."""
+    edits = [k for k, v in level.items() if _is_edit(k, v)]
+    if not edits:
+        return dict(level), {}
+    plain = {k: v for k, v in level.items() if k not in edits}
+    under = _Over(ctx, path, over.preset, {**over.overrides, **plain}, tuple(plain))
+    out, removed = {}, {}
+    for knob, value in level.items():
+        if knob in edits:
+            out[knob], gone = _edit_layers(ctx, f"{path}.{knob}", knob, value, under)
+            if gone:
+                removed[knob] = gone
+        else:
+            out[knob] = value
+    return out, removed
+
+
+def _edit_layers(
+    ctx: _Ctx, path: str, knob: str, edit: Any, over: _Over
+) -> tuple[list[int], tuple[int, ...]]:
+    """(the layer list ``edit`` makes of the inherited one, the layers it removes). ``path`` is where
+    the edit was written; a grid's ``add_each`` / ``remove_each`` path is named as it is."""
+    if knob not in layer_list_knobs():
+        raise ctx.fail(
+            path,
+            f"add/remove edit a layer list ({', '.join(layer_list_knobs())}); "
+            f"{knob} takes a full value or {{layer: value}}",
+        )
+    m = _mapping(ctx, edit, path, EDIT_KEYS)
+    if not m:
+        raise ctx.fail(path, "empty edit; give add: [layers] and/or remove: [layers]")
+    shorthand = path.endswith(("add_each", "remove_each"))
+    at = {key: path if shorthand else f"{path}.{key}" for key in EDIT_KEYS}
+    cfg = over.config()
+    inherited = tuple(getattr(cfg, knob))
+    add = _edit_part(ctx, at["add"], m["add"], cfg.num_layers) if "add" in m else ()
+    remove = _edit_part(ctx, at["remove"], m["remove"], cfg.num_layers) if "remove" in m else ()
+    have = f"the inherited {knob} {_layers_text(inherited)}"
+    both = sorted(set(add) & set(remove))
+    if both:
+        raise ctx.fail(path, f"layer {both[0]} is both added and removed; give it in one of them")
+    hint = " of the range" if shorthand else ""
+    for layer in add:
+        if layer in inherited:
+            raise ctx.fail(at["add"], f"layer {layer} is already in {have}; leave it out{hint}")
+    for layer in remove:
+        if layer not in inherited:
+            raise ctx.fail(at["remove"], f"layer {layer} is not in {have}; nothing to remove")
+    return sorted((set(inherited) | set(add)) - set(remove)), tuple(remove)
+
+
+def _edit_part(ctx: _Ctx, path: str, value: Any, num_layers: int) -> tuple[int, ...]:
+    layers = _parse_layers(ctx, value, path)
+    for layer in layers:
+        if layer >= num_layers:
+            raise ctx.fail(path, f"layer {layer} out of range 0..{num_layers - 1}")
+    return layers
+
+
+def _layers_text(layers: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(x) for x in layers) + "]"
 
 
 def _parse_layers(ctx: _Ctx, value: Any, path: str) -> tuple[int, ...]:

@@ -53,6 +53,7 @@ arms:
   baseline     2 runs,  1 point(s)
       bash run.sh base
   candidate    2 runs,  1 point(s)
+      vs baseline: base -> cand, env MODE: (unset) -> fast
       bash run.sh cand
 
 to run: 3 of 4 runs (1 done)

@@ -117,11 +117,11 @@ CASES = {
     ),
     "each_layer_missing": (
         BASE + "arms:\n  x: {grid: {mlp_off: {with: [0]}}}\n",
-        'arms.x.grid.mlp_off: a grid mapping needs each_layer: RANGE (e.g. "0-11"); or give a list of values',
+        'arms.x.grid.mlp_off: a grid mapping needs each_layer, add_each or remove_each: RANGE (e.g. "0-11"); or give a list of values',
     ),
     "each_layer_unknown_key": (
         BASE + 'arms:\n  x: {grid: {mlp_off: {each_layer: "0-3", plus: [0]}}}\n',
-        "arms.x.grid.mlp_off.plus: unknown key; allowed: each_layer, with, value",
+        "arms.x.grid.mlp_off.plus: unknown key; allowed: each_layer, add_each, remove_each, with, value",
     ),
     "each_layer_with_and_value": (
         BASE + 'arms:\n  x: {grid: {mlp_kind: {each_layer: "0-3", with: [0], value: glu}}}\n',
