@@ -87,7 +87,13 @@ def ab_section(runs: pd.DataFrame, sweep: SweepInfo | dict, target) -> tuple[str
         for role, a in (("baseline", base), ("candidate", cand))
     }
     s = summary.ab_summary(arms, target, np.random.default_rng(BOOTSTRAP_SEED), block_deltas(ok, base, cand))
-    lines = [f"baseline = {base}, candidate = {cand}", *summary.ab_lines(s), *summary.ab_extra_lines(s)]
+    differs = summary.arm_difference(ok, base, cand) if len(ok) else None
+    lines = [
+        f"baseline = {base}, candidate = {cand}",
+        *([f"candidate vs baseline: {differs}"] if differs else []),
+        *summary.ab_lines(s),
+        *summary.ab_extra_lines(s),
+    ]
     split = split_blocks(ok)
     if split:
         names = ", ".join(str(int(b)) for b in split)
@@ -270,6 +276,36 @@ def status_line(runs: pd.DataFrame, planned) -> str:
     return f"runs: {len(runs)}" + (f" of {planned} planned" if planned else "") + f" ({text})"
 
 
+FAILED_STATUSES = ("failed", "timeout")
+FAILED_HEADING = (
+    "Failed runs (reason: the first line of the run's error; its whole output: logs/<run_id>.txt)"
+)
+
+
+def failure_reason(error) -> str:
+    """The first line of a run's `error` column (the orchestrator puts the reason there)."""
+    if not isinstance(error, str) or not error.strip():
+        return "no reason recorded"
+    return error.strip().splitlines()[0]
+
+
+def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per failed or timed-out run, in run order: run_id, arm, status, attempt, reason."""
+    cols = ["run_id", "arm", "status", "attempt", "reason"]
+    bad = runs[runs["status"].isin(FAILED_STATUSES)]
+    if bad.empty:
+        return pd.DataFrame(columns=cols)
+    bad = run_order(bad)
+    errors = bad["error"] if "error" in bad else pd.Series(None, index=bad.index)
+    attempts = bad["attempt"] if "attempt" in bad else pd.Series(None, index=bad.index)
+    return pd.DataFrame(
+        {"run_id": bad["run_id"], "arm": bad["arm"], "status": bad["status"],
+         "attempt": [None if pd.isna(a) else int(a) for a in attempts],
+         "reason": [failure_reason(e) for e in errors]},
+        columns=cols,
+    )  # fmt: skip
+
+
 def _fmt(x) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
@@ -339,6 +375,9 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
         if stale else []
     )  # fmt: skip
     sections.append(("Runs", [status_line(runs, sweep.planned_runs), *stale_line]))
+    failed = failed_runs(runs)
+    if len(failed):
+        sections.append((FAILED_HEADING, failed))
     steps = folder.read_steps(val_only=True)
     figs = make_figures(runs, steps, baseline_arm(sweep, runs), target, sweep.point_layers)
     overhead = overhead_table(runs)
@@ -352,7 +391,11 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
 def _md_table(df: pd.DataFrame) -> list[str]:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    # a cell's "|" (a reason quoting a shell pipe) would end it: escaped, as Markdown tables read it
+    lines += [
+        "| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |"
+        for row in df.itertuples(index=False)
+    ]
     return lines
 
 

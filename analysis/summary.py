@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from analysis import sequential, stats
+from analysis import knobdiff, sequential, stats
 
 if TYPE_CHECKING:  # the grid table's pandas is imported where it is built: `ablate compare` never needs it
     import pandas as pd
@@ -247,12 +247,20 @@ def one_arm_lines(s: dict, *, exact: bool = False) -> list[str]:
     return lines + _needed_and_sequential_lines(s)
 
 
-def config_names(runs: pd.DataFrame) -> pd.Series:
-    """A name per run: its arm, plus the knob values (or label) that vary within the arm."""
+def config_names(runs: pd.DataFrame, baseline_arm: str | None = None) -> pd.Series:
+    """A name per run: its arm, and with `baseline_arm` how its configuration differs from the baseline
+    arm's, knob by knob (`attn3 (attn_off: [7] -> [3])`, from the runs' resolved `params`); for runs
+    without recorded knobs (other programs), or without `baseline_arm`, the grid point's values (the
+    `label` column) or the knob values that vary within the arm."""
     names = runs["arm"].astype(str).copy()
+    base = _arm_params(runs, baseline_arm)
     # seed differs per replicate by design: replicates of one configuration must stay one group
     knobs = [c for c in runs.columns if c.startswith("knob_") and c != "knob_seed"]
     for arm, g in runs.groupby("arm"):
+        params = [_params(p) for p in g["params"]] if "params" in g else []
+        if base is not None and arm != baseline_arm and params and all(params):
+            names[g.index] = [f"{arm} ({knobdiff.diff_text(base, p)})" for p in params]
+            continue
         source = g["label"] if "label" in g and g["label"].notna().any() else None
         if source is not None:
             names[g.index] = [f"{arm} {_label_text(x)}" if x else str(arm) for x in source]
@@ -261,6 +269,34 @@ def config_names(runs: pd.DataFrame) -> pd.Series:
         if varying:
             names[g.index] = [f"{arm} " + ",".join(f"{k[5:]}={g.at[i, k]}" for k in varying) for i in g.index]
     return names
+
+
+def _params(text) -> dict | None:
+    """A run's resolved knobs (its `params` JSON), or None when it has none (another program's run)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) and value else None
+
+
+def arm_difference(runs: pd.DataFrame, baseline_arm: str, arm: str) -> str | None:
+    """How `arm`'s configuration differs from the baseline arm's, knob by knob, or None when either has
+    no recorded knobs (runs of other programs)."""
+    base, other = _arm_params(runs, baseline_arm), _arm_params(runs, arm)
+    return None if base is None or other is None else knobdiff.diff_text(base, other)
+
+
+def _arm_params(runs: pd.DataFrame, arm: str | None) -> dict | None:
+    """An arm's knobs: the configuration most of its runs have (its only one, for an arm without a
+    grid); None without the arm or recorded knobs."""
+    if arm is None or "params" not in runs:
+        return None
+    texts = list(runs.loc[runs["arm"] == arm, "params"])
+    parsed = sorted((t for t in texts if _params(t) is not None), key=lambda t: (-texts.count(t), t))
+    return _params(parsed[0]) if parsed else None
 
 
 def _label_text(x) -> str:
@@ -278,7 +314,8 @@ def grid_table(runs: pd.DataFrame, baseline_arm: str, rng: np.random.Generator) 
     """
     import pandas as pd
 
-    ok = runs[runs["status"] == "ok"].assign(config=config_names(runs[runs["status"] == "ok"]))
+    ok = runs[runs["status"] == "ok"]
+    ok = ok.assign(config=config_names(ok, baseline_arm))
     base = ok[ok["arm"] == baseline_arm]
     rows = []
     for name, g in ok[ok["arm"] != baseline_arm].groupby("config", sort=True):
