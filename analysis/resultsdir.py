@@ -49,6 +49,8 @@ INDEX_REFRESH_MIN_NEW = 64
 """A reader saves the index again once it has taken this many rows from the journal or run files."""
 KEY_COLUMN = "_file_key"
 """The index's column of each row's file identity: `<inode>:<size>:<mtime_ns>`."""
+RETRYABLE_STATUSES = ("failed", "timeout")
+"""The final statuses `ablate run --retry-failed` runs again (and whose run file `replace_run` replaces)."""
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -236,10 +238,10 @@ class ResultsDir:
     """A sweep's results folder (`results/<sweep name>`): paths, writes, reads, the lock.
 
     Cheap to make (no I/O); make one per folder and call its methods. A run file is immutable for
-    `write_run` (a second write of one run id fails); a writer that must put a new outcome in place of
-    an old one (a failed run's file by its retry's) publishes it with `atomic_write(self.run_file(id),
-    ..., overwrite=True)` and appends the row to `self.index`: readers then see the old row or the new
-    one, never a mix, and the index serves the new one only (it is keyed by the file, not the run id).
+    `write_run` (a second write of one run id fails). The one exception is `replace_run`: a failed or
+    timed-out run's file replaced by its retry's outcome, published with `atomic_write(self.run_file(id),
+    ..., overwrite=True)` and then appended to `self.index`: readers see the old row or the new one,
+    never a mix, and the index serves the new one only (it is keyed by the file, not the run id).
     """
 
     def __init__(self, root: str | Path):
@@ -336,6 +338,26 @@ class ResultsDir:
         self.index.append(path, table, knob_types)
         return path
 
+    def replace_run(self, row: dict, knob_types: dict[str, str]) -> Path:
+        """A retried run's outcome in place of its failed or timed-out run file (`--retry-failed`): the
+        new file is fsynced under a hidden name and renamed over the old one (a reader opens the old
+        file or the new, never a mix), then its row goes to the index's journal, keyed by the new file
+        (the old row's key no longer matches, so no read serves it). Refused (FileExistsError) when the
+        stored outcome is ok or diverged: those are final. Without a stored file: `write_run`."""
+        import pyarrow.parquet as pq
+
+        path = self.run_file(row["run_id"])
+        try:
+            old = pq.read_table(path, columns=["status"]).column("status").to_pylist()
+        except FileNotFoundError:
+            return self.write_run(row, knob_types)
+        if not old or old[0] not in RETRYABLE_STATUSES:
+            raise FileExistsError(f"{path}: its outcome is {old[0] if old else 'unknown'}, not replaced")
+        table, knob_types = self._table(row, knob_types), dict(knob_types)
+        path = self._write_table(path, table, overwrite=True, fsync=True)
+        self.index.append(path, table, knob_types)
+        return path
+
     def write_attempt(self, row: dict, knob_types: dict[str, str]) -> Path:
         """A failed attempt to `attempts/<run_id>.<attempt>.parquet` (the run schema)."""
         path = self.attempt_file(row["run_id"], int(row.get("attempt") or 0))
@@ -387,6 +409,17 @@ class ResultsDir:
     def finished_run_ids(self) -> set[str]:
         """run_ids that have a final result file (a listing: no file is opened)."""
         return set(result_files(self.runs_dir))
+
+    def run_statuses(self) -> dict[str, str]:
+        """run_id -> the status of its final row (from the index: one file, not one per run)."""
+        table = self.runs_table()
+        if table is None:
+            return {}
+        return dict(zip(table.column("run_id").to_pylist(), table.column("status").to_pylist(), strict=True))
+
+    def retryable_run_ids(self) -> set[str]:
+        """run_ids whose final row is failed or timed out (what `--retry-failed` runs again)."""
+        return {run_id for run_id, st in self.run_statuses().items() if st in RETRYABLE_STATUSES}
 
     def attempt_counts(self) -> Counter:
         """run_id -> how many failed attempts are stored (so a resumed run keeps counting)."""

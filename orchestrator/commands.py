@@ -30,10 +30,11 @@ def add_run_parser(sub) -> argparse.ArgumentParser:
         description="Expand SPEC into runs, run the missing ones on Ray (blocks of an A/B on one node, in "
         "planned order), store each run as it ends in results/<spec name>/ and write the report at the end. "
         "Running the same spec again runs only what is missing.",
-        epilog="Exit status: 0 every run ok or diverged; 1 some run failed or timed out; 2 a mistake in "
-        "the spec or the options (one line says which); 3 runs left for the next invocation (--max-blocks, "
-        "--time-limit); 130 Ctrl-C; 128 + n a stop signal (SIGTERM 143, SIGHUP 129). Finished runs are "
-        "kept in every case.",
+        epilog="Exit status: 0 every planned run ok or diverged; 1 some planned run failed or timed out "
+        "(in this invocation or before: --retry-failed runs them again); 2 a mistake in the spec or the "
+        "options (one line says which); 3 runs left for the next invocation (--max-blocks, --time-limit), "
+        "which wins over 1: run again until the status is not 3, then 1 says failed runs remain; 130 "
+        "Ctrl-C; 128 + n a stop signal (SIGTERM 143, SIGHUP 129). Finished runs are kept in every case.",
     )
     p.add_argument("spec", help="sweep spec file (YAML), e.g. sweeps/demo.yaml")
     p.add_argument("--profile", metavar="NAME", help="apply the spec's named profile (e.g. cpu)")
@@ -70,6 +71,12 @@ def add_run_parser(sub) -> argparse.ArgumentParser:
         "--until-decided",
         action="store_true",
         help="A/B: stop adding blocks once the sequential test has decided (or at runs_per_arm)",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run the failed and timed-out runs again (each attempt kept under attempts/; a retry's "
+        "outcome replaces the failed one); without it they count as done and the exit status is 1",
     )
     p.add_argument(
         "--force-spec-change",
@@ -206,8 +213,7 @@ EXIT_RUNS_LEFT = 3
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run (or resume) a sweep; exit 0 when every run ended ok or diverged, 1 when some failed, 3 when
-    --max-blocks / --time-limit left runs for the next invocation."""
+    """Run (or resume) a sweep; the exit status is `run_exit_status`'s (0, 1, or 3 with runs left)."""
     from orchestrator.plan import describe_plan
 
     _positive("--max-parallel", args.max_parallel)
@@ -216,9 +222,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s  # from the command's start
     spec, plan = _load(args)
     results_dir = Path(args.results) if args.results else DEFAULT_RESULTS_ROOT / plan.name
-    done = frozenset(ResultsDir(results_dir).finished_run_ids())
     if args.dry_run:
-        print(describe_plan(plan, done_run_ids=done))
+        done = ResultsDir(results_dir).finished_run_ids()
+        if args.retry_failed:
+            done -= _retryable(results_dir, plan) or set()
+        print(describe_plan(plan, done_run_ids=frozenset(done)))
         _plan_checks(spec, plan, dry_run=True)
         return 0
     _plan_checks(spec, plan, dry_run=False)
@@ -229,17 +237,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             _write_sweep_files(results_dir, Path(args.spec), plan)
         except OSError as e:
             raise storage_error(e, results_dir) or e from None
-        missing = _missing(plan, results_dir)
+        missing = _missing(plan, results_dir, args.retry_failed)
         state = _execute(args, spec, plan, results_dir, decide, deadline) if missing else None
         if not args.no_report:
             from analysis.report import write_report
 
             paths = write_report(results_dir)
             print(f"report: {paths['md']}")
-    bad = 0 if state is None else state.done["failed"] + state.done["timeout"]
-    if bad:
-        return 1
-    return EXIT_RUNS_LEFT if state is not None and state.deferred else 0
+        failed = len(_retryable(results_dir, plan) or ())
+    return run_exit_status(state is not None and state.deferred > 0, failed)
 
 
 def _plan_checks(spec, plan, *, dry_run: bool) -> None:
@@ -253,17 +259,38 @@ def _plan_checks(spec, plan, *, dry_run: bool) -> None:
         print(line, file=sys.stderr)
 
 
-def _missing(plan, results_dir: Path) -> int:
+def run_exit_status(runs_left: bool, failed: int) -> int:
+    """`ablate run`'s status: 3 while runs are left for the next invocation (it wins: a loop that runs
+    again on 3 finishes the sweep), else 1 while any planned run is failed or timed out, else 0."""
+    if runs_left:
+        return EXIT_RUNS_LEFT
+    return 1 if failed else 0
+
+
+def _retryable(results_dir: Path, plan) -> set[str] | None:
+    """The plan's runs whose stored outcome is failed or timed out (None: the rows cannot be read here,
+    as on a machine without pyarrow for --dry-run)."""
+    try:
+        failed = ResultsDir(results_dir).retryable_run_ids()
+    except ImportError:
+        return None
+    return split_current_ids(failed, [r.run_id for r in plan.runs])[0]
+
+
+def _missing(plan, results_dir: Path, retry_failed: bool) -> int:
     """Runs still to run; when none, say so without starting Ray."""
+    from orchestrator.progress import failed_note, start_line
+
     done, stale = split_current_ids(ResultsDir(results_dir).finished_run_ids(), [r.run_id for r in plan.runs])
     if stale:
         print(
             f"note: {stale} finished run(s) in {results_dir} are not in this plan (an earlier version of the "
             "trainer, a script or the spec): kept in runs/, left out of the report"
         )
-    missing = len(plan.runs) - len(done)
+    failed = len(_retryable(results_dir, plan) or ()) if done else 0
+    missing = len(plan.runs) - len(done) + (failed if retry_failed else 0)
     if missing == 0:
-        print(f"0 run(s) to run, {len(done)} already done of {len(plan.runs)} planned: nothing to do")
+        print(f"{start_line(0, len(done), len(plan.runs))}{failed_note(failed, 0)}: nothing to do")
     return missing
 
 
@@ -294,6 +321,7 @@ def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, de
     options = SweepOptions(
         max_parallel=args.max_parallel,
         until_decided=args.until_decided,
+        retry_failed=args.retry_failed,
         max_blocks=args.max_blocks,
         time_limit_s=time_limit_s,
     )

@@ -68,6 +68,9 @@ class SweepOptions:
     mean wall time of the runs ended so far (those that did not compile cold, when there are any; the
     plan's estimates before any has ended). Running blocks are never cut: the limit only decides what
     starts."""
+    retry_failed: bool = False
+    """Run the plan's failed and timed-out runs again (their attempts keep counting under attempts/;
+    a retry's outcome replaces the failed run file). Without it they count as done."""
     block_retries: int = 2
     """A block lost with its node (or failing its preflight) is re-run elsewhere up to this many times."""
     poll_s: float = 0.5
@@ -87,6 +90,8 @@ class RunningRun:
     step: int | None = None
     total: int | None = None
     val_loss: float | None = None
+    val_step: int | None = None
+    """The step of the last validation (`val_loss`): step 0's is the untrained model's."""
     compile_cache: str | None = None
     heard: float = 0.0
     """When the run last showed a sign of life (its start, a step line, or our 'still' line)."""
@@ -100,6 +105,10 @@ class SweepState:
     skipped: int
     to_run: int
     planned_per_arm: dict[str, int]
+    failed_kept: int = 0
+    """Failed or timed-out runs of the plan stored before, left as they are (no --retry-failed)."""
+    retrying: int = 0
+    """Failed or timed-out runs of the plan stored before, run again (--retry-failed)."""
     done: Counter = field(default_factory=Counter)
     """status -> count of runs finished by this driver."""
     running: dict[str, RunningRun] = field(default_factory=dict)
@@ -187,13 +196,16 @@ class SweepDriver:
     ):
         self.plan, self.results_dir, self.executor = plan, Path(results_dir), executor
         self.folder = ResultsDir(self.results_dir)
-        self.recorder = SweepRecorder(plan, self.folder)
         self.options = options or SweepOptions()
         self.ctx = ctx or BlockContext()
         self.progress = progress
         self.decide = decide
         self.runs = {r.run_id: r for r in plan.runs}
         done, _ = split_current_ids(self.folder.finished_run_ids(), self.runs)  # runs of other plans stay
+        failed = self.folder.retryable_run_ids() & done
+        if self.options.retry_failed:
+            done -= failed
+        self.recorder = SweepRecorder(plan, self.folder, failed if self.options.retry_failed else ())
         self.queue: deque[Block] = deque(pending_blocks(plan, done))
         self.inflight: dict[int, Job] = {}
         self.started_blocks: set[int] = set()
@@ -204,6 +216,8 @@ class SweepDriver:
             skipped=len(done),
             to_run=sum(len(b.runs) for b in self.queue),
             planned_per_arm=dict(Counter(r.arm for r in plan.runs)),
+            failed_kept=0 if self.options.retry_failed else len(failed),
+            retrying=len(failed) if self.options.retry_failed else 0,
             plan_run_s=_mean_estimate([r for b in self.queue for r in b.runs]),
         )
         self._status_at = 0.0
@@ -393,7 +407,7 @@ class SweepDriver:
         if rr is not None:
             rr.step, rr.total, rr.heard = event.step, event.total, time.monotonic()
             if event.val_loss is not None:
-                rr.val_loss = event.val_loss
+                rr.val_loss, rr.val_step = event.val_loss, event.step
 
     def _on_attempt(self, job: Job, event: AttemptEnd) -> None:
         run = self.recorder.attempt(event)

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -336,14 +337,43 @@ def classify(exit_code: int | None, timed_out: bool, parsed, metrics: list[dict]
     return "failed"
 
 
-def error_tail(text: str, status: str, exit_code: int | None, parsed) -> str | None:
-    """A short error text for failed rows: the parser's message and the log's last lines."""
+_RANK_PREFIX = re.compile(r"^\[default\d+\]:")
+_ERROR_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Interrupt)\b(?<!ChildFailedError)|.*\berror: |.*can't open file)"
+)
+_NOT_A_REASON = re.compile(r"^(?:step:\d|peak memory|Traceback|File \"|[\W_]*$)")
+REASON_MAX_CHARS = 300
+
+
+def failure_reason(text: str) -> str | None:
+    """The line of a failed run's output that says why: the last exception or `error:` line (a
+    `torchrun --tee` rank prefix dropped; torchrun's own ChildFailedError wrapper skipped), else the
+    last line that is no step line, traceback frame or rule; None for no output."""
+    lines = [_RANK_PREFIX.sub("", ln).strip() for ln in text.splitlines()[-200:]]
+    lines = [ln for ln in lines if ln]
+    found = next((ln for ln in reversed(lines) if _ERROR_LINE.match(ln)), None)
+    if found is None:
+        found = next((ln for ln in reversed(lines) if not _NOT_A_REASON.match(ln)), None)
+    return None if found is None else found[:REASON_MAX_CHARS]
+
+
+def error_tail(
+    text: str, status: str, exit_code: int | None, parsed, timeout_s: float | None = None
+) -> str | None:
+    """The `error` column of a run that did not end ok. Its first line says why in one line (the exit
+    code or the timeout, then the output's reason line, or the log parser's verdict when the output has
+    none); then the parser's verdict, then the output's last lines."""
     if status == "ok":
         return None
+    if exit_code is not None:
+        head = f"exit code {exit_code}"
+    else:
+        head = f"timed out after {timeout_s:g} s" if status == "timeout" and timeout_s else status
+    verdict = f"log: {parsed.status}" + (f" ({parsed.message})" if parsed.message else "")
+    reason = failure_reason(text) if status != "timeout" else None
+    first = f"{head}: {reason}" if reason else f"{head}; {verdict}"
     tail = "\n".join(text.splitlines()[-ERROR_TAIL_LINES:])
-    head = f"exit code {exit_code}" if exit_code is not None else status
-    msg = f"{head}; log: {parsed.status}" + (f" ({parsed.message})" if parsed.message else "")
-    return f"{msg}\n{tail}"
+    return f"{first}\n{verdict}\n{tail}"
 
 
 def startup_parts(end_ev: dict) -> dict:
@@ -391,7 +421,7 @@ def _finish(att: _Attempt, *, exit_code: int | None, timed_out: bool) -> Attempt
         "started_at": att.started,
         "ended_at": utc_now(),
         "exit_code": exit_code,
-        "error": error_tail(text, status, exit_code, parsed),
+        "error": error_tail(text, status, exit_code, parsed, att.run.timeout_s),
         "command": json.dumps(att.cmd),  # as executed (the interpreter resolved, --seed/--run-id added)
         "data_shards": json.dumps(start_ev["data"], sort_keys=True) if start_ev.get("data") else None,
         "torch_version": start_ev.get("torch"),

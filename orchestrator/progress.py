@@ -35,7 +35,31 @@ def _run_line(event) -> str:
     startup = row.get("startup_s")
     if isinstance(startup, float) and wall_txt:
         wall_txt += f" (start-up {startup:.1f}s)"
-    return f"{row['run_id']} ({row['arm']}) {row['status']}{loss_txt}{wall_txt} (attempt {row['attempt']})"
+    line = f"{row['run_id']} ({row['arm']}) {row['status']}{loss_txt}{wall_txt} (attempt {row['attempt']})"
+    reason = reason_line(row)
+    return f"{line}: {reason}" if reason else line
+
+
+def reason_line(row: dict) -> str | None:
+    """Why a run did not end ok, in one line: the first line of its `error` (None for an ok run)."""
+    if row.get("status") == "ok" or not isinstance(row.get("error"), str):
+        return None
+    first = row["error"].strip().split("\n", 1)[0].strip()
+    return first or None
+
+
+def start_line(to_run: int, done: int, planned: int) -> str:
+    """The first line of `ablate run`: what runs now, of what was planned."""
+    return f"{to_run} run(s) to run, {done} already done of {planned} planned"
+
+
+def failed_note(kept: int, retrying: int) -> str:
+    """What the start line adds about runs that failed before: kept as failed, or run again."""
+    if retrying:
+        return f" ({retrying} of them failed before and run again: --retry-failed)"
+    if kept:
+        return f" ({kept} failed: --retry-failed runs them again)"
+    return ""
 
 
 CACHE_WORDS = {"cold": "empty", "warm": "warm", "seeded": "seeded"}
@@ -60,7 +84,8 @@ class PlainProgress:
     def _line(self, kind, state, job, event, text) -> str | None:
         done = f"[{state.finished}/{state.to_run}]"
         if kind == "sweep_start":
-            line = f"{state.to_run} run(s) to run, {state.skipped} already done of {state.planned} planned"
+            line = start_line(state.to_run, state.skipped, state.planned)
+            line += failed_note(getattr(state, "failed_kept", 0), getattr(state, "retrying", 0))
             eta = state.eta_s(self.parallel) if state.to_run else None
             if eta is not None:  # before any run ended: the plan's estimate
                 line += f"; about {format_duration(eta)} by the plan's estimate"
@@ -76,7 +101,7 @@ class PlainProgress:
         if kind == "run":
             return f"{done} {_run_line(event)}; ETA {format_duration(state.eta_s(self.parallel))}"
         if kind == "attempt":
-            return f"{_run_line(event)}: will retry"
+            return f"{_run_line(event)}; will retry"
         if kind in ("block_lost", "block_cancelled"):
             return f"block {job.block.block_id} {kind.split('_')[1]}: {getattr(event, 'error', '')}".rstrip(
                 ": "
@@ -115,7 +140,11 @@ class LiveProgress(PlainProgress):
         self.live.start()
 
     def _print(self, text: str) -> None:
-        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}", highlight=False, markup=False)
+        from rich.text import Text
+
+        # styled as a Text, never as markup: a run's text may hold brackets, and markup=False would print
+        # the tags themselves
+        self.console.print(Text.assemble((time.strftime("%H:%M:%S"), "dim"), " ", text), highlight=False)
 
     def update(self, kind: str, state: Any, job=None, event: Any = None, text: str | None = None) -> None:
         self._state = state
@@ -136,7 +165,7 @@ class LiveProgress(PlainProgress):
             )
         )
         table = Table(title=title, expand=False)
-        for col in ("node", "run", "arm", "attempt", "step", "val loss", "elapsed"):
+        for col in ("node", "run", "arm", "attempt", "step", "last val loss", "elapsed"):
             table.add_column(col)
         for r in [] if st is None else st.running.values():
             if r.step is not None:
@@ -144,7 +173,7 @@ class LiveProgress(PlainProgress):
             else:
                 cache = CACHE_WORDS.get(r.compile_cache or "")
                 step = f"starting (cache {cache})" if cache else "starting"
-            loss = f"{r.val_loss:.4f}" if r.val_loss is not None else "-"
+            loss = "-" if r.val_loss is None else f"{r.val_loss:.4f} (step {r.val_step})"
             elapsed = format_duration(time.monotonic() - r.started)
             table.add_row(_short(r.node_id), r.run_id, r.arm, str(r.attempt), step, loss, elapsed)
         return table

@@ -19,11 +19,14 @@ from orchestrator.runspec import Plan, RunSpec
 
 
 class SweepRecorder:
-    """Stores the events of `plan`'s runs in `folder`."""
+    """Stores the events of `plan`'s runs in `folder`. `replaceable`: the run ids whose stored failed or
+    timed-out outcome this sweep runs again (`--retry-failed`); their new outcome replaces the old
+    file (`ResultsDir.replace_run`). Any other run file is immutable."""
 
-    def __init__(self, plan: Plan, folder: ResultsDir):
+    def __init__(self, plan: Plan, folder: ResultsDir, replaceable: set[str] | frozenset[str] = frozenset()):
         self.plan, self.folder = plan, folder
         self.runs = {r.run_id: r for r in plan.runs}
+        self.replaceable = frozenset(replaceable)
 
     def attempt(self, event: AttemptEnd) -> RunSpec:
         """A failed attempt that will be retried: its log and row under attempts/."""
@@ -33,21 +36,30 @@ class SweepRecorder:
         return run
 
     def outcome(self, event: RunEnd) -> RunSpec:
-        """A run's final outcome: a failed or timed-out last attempt joins the others under attempts/,
-        then the log, the steps and last the run file (whose presence means the run is done)."""
+        """A run's final outcome: a failed or timed-out last attempt joins the others under attempts/
+        (row and log), then the log, the steps and last the run file (whose presence means the run is
+        done)."""
         run = self.runs[event.row["run_id"]]
         row = complete_row(event.row, run)
-        if row["status"] in ("failed", "timeout"):
+        if row["status"] in ("failed", "timeout"):  # kept whole: a retry may replace logs/ and runs/
+            self.folder.write_text(self.folder.attempt_log_file(run.run_id, row["attempt"]), event.log)
             self.folder.write_attempt(row, self.plan.knob_types)
         self.folder.write_text(self.folder.log_file(run.run_id), event.log)
         self.folder.write_steps(run.run_id, event.steps)
-        self.folder.write_run(row, self.plan.knob_types)
+        self._write_run(row)
         return run
 
     def given_up(self, run: RunSpec, attempt: int, error: str) -> None:
         """A run whose block was lost too often: a failed row saying why (no log, no steps)."""
         row = run_row(run, attempt=attempt, status="failed", error=error)
-        self.folder.write_run(complete_row(row, run), self.plan.knob_types)
+        self._write_run(complete_row(row, run))
+
+    def _write_run(self, row: dict) -> None:
+        """The run file last: its presence (or, for a retried run, its new content) means done."""
+        if row["run_id"] in self.replaceable:
+            self.folder.replace_run(row, self.plan.knob_types)
+        else:
+            self.folder.write_run(row, self.plan.knob_types)
 
     def status(self, state: Any, *, ended: bool) -> None:
         """Rewrite status.json from the driver's `SweepState`."""

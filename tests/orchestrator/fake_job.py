@@ -1,11 +1,13 @@
 """A stand-in for the trainer in orchestrator tests: prints modded-nanogpt step lines, fails on demand.
 
     python fake_job.py [--steps N] [--sleep S] [--loss X] [--exit CODE] [--fail-once MARKER]
-                       [--diverge] [--hang] [--child] [--pid-dir DIR [--tag NAME]] [--write-cache]
-                       [--seed N --run-id ID --log-dir DIR]
+                       [--diverge] [--hang] [--unless PATH] [--child] [--pid-dir DIR [--tag NAME]]
+                       [--write-cache] [--seed N --run-id ID --log-dir DIR]
 
 --fail-once MARKER: exit 1 unless MARKER exists (and create it), so the first attempt fails and a
-retry succeeds. --child: start a grandchild that sleeps (tests that the whole group dies).
+retry succeeds. --unless PATH: --exit and --hang hold only while PATH does not exist (a test
+"repairs" a failing run by creating it, as a user fixes a full disk).
+--child: start a grandchild that sleeps (tests that the whole group dies).
 --pid-dir: write `<pid>` files there for the job and its grandchild, so tests can check with psutil;
 with --tag NAME they hold `job NAME <start time>` / `child NAME` (which run a process belongs to).
 --write-cache: put a file in $TORCHINDUCTOR_CACHE_DIR (a fake compile cache) and say whether one was there.
@@ -29,6 +31,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--fail-once")
     p.add_argument("--diverge", action="store_true")
     p.add_argument("--hang", action="store_true")
+    p.add_argument("--unless")
     p.add_argument("--child", action="store_true")
     p.add_argument("--pid-dir")
     p.add_argument("--tag")
@@ -63,6 +66,8 @@ def fake_cache(args) -> None:
 
 def main() -> int:
     args = parse()
+    if args.unless and Path(args.unless).exists():
+        args.exit, args.hang = 0, False
     record_pids(args)
     print(f"gpus: {os.environ.get('CUDA_VISIBLE_DEVICES', '')}", flush=True)
     fake_cache(args)
@@ -102,6 +107,8 @@ def main() -> int:
         end.update(val_ms=250.0, compile={"compile_s": 1.25, "frames": 2, "graphs": 2})
         metrics.write(json.dumps(end) + "\n")
         metrics.close()
+    if args.exit:
+        print(f"crash: exit {args.exit} on purpose", flush=True)
     return args.exit
 
 
