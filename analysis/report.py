@@ -250,6 +250,26 @@ def overhead_ratios(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def blocks_line(runs: pd.DataFrame) -> list[str]:
+    """How the blocks ran, by their runs' start and end times on each node: one at a time per node (as
+    an exclusive_node A/B asks, the timings undisturbed) or side by side (their runs shared a node)."""
+    cols = ["block", "node_id", "started_at", "ended_at"]
+    timed = runs.dropna(subset=cols) if set(cols) <= set(runs.columns) else runs.iloc[0:0]
+    if timed.empty:
+        return []
+    spans = timed.groupby(["node_id", "block"]).agg(start=("started_at", "min"), end=("ended_at", "max"))
+    most = 1
+    for _, node in spans.groupby(level="node_id"):
+        edges = sorted([(t, 1) for t in node["start"]] + [(t, -1) for t in node["end"]])
+        at_once = 0
+        for _, step in edges:  # at equal times an end (-1) sorts before a start: back to back is not at once
+            at_once += step
+            most = max(most, at_once)
+    n_blocks, n_nodes = timed["block"].nunique(), timed["node_id"].nunique()
+    how = "one at a time on each node" if most == 1 else f"up to {most} at once on one node (sharing it)"
+    return [f"blocks: {n_blocks} on {n_nodes} node(s), {how}"]
+
+
 def provenance(runs: pd.DataFrame) -> list[str]:
     """Hosts, GPUs, versions and dates the numbers come from."""
 
@@ -276,23 +296,15 @@ def status_line(runs: pd.DataFrame, planned) -> str:
     return f"runs: {len(runs)}" + (f" of {planned} planned" if planned else "") + f" ({text})"
 
 
-FAILED_STATUSES = ("failed", "timeout")
 FAILED_HEADING = (
     "Failed runs (reason: the first line of the run's error; its whole output: logs/<run_id>.txt)"
 )
 
 
-def failure_reason(error) -> str:
-    """The first line of a run's `error` column (the orchestrator puts the reason there)."""
-    if not isinstance(error, str) or not error.strip():
-        return "no reason recorded"
-    return error.strip().splitlines()[0]
-
-
 def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per failed or timed-out run, in run order: run_id, arm, status, attempt, reason."""
     cols = ["run_id", "arm", "status", "attempt", "reason"]
-    bad = runs[runs["status"].isin(FAILED_STATUSES)]
+    bad = runs[runs["status"].isin(summary.FAILED_STATUSES)]
     if bad.empty:
         return pd.DataFrame(columns=cols)
     bad = run_order(bad)
@@ -301,7 +313,7 @@ def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {"run_id": bad["run_id"], "arm": bad["arm"], "status": bad["status"],
          "attempt": [None if pd.isna(a) else int(a) for a in attempts],
-         "reason": [failure_reason(e) for e in errors]},
+         "reason": [summary.failure_reason(e) for e in errors]},
         columns=cols,
     )  # fmt: skip
 
@@ -374,7 +386,7 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
          "and left out of this report"]
         if stale else []
     )  # fmt: skip
-    sections.append(("Runs", [status_line(runs, sweep.planned_runs), *stale_line]))
+    sections.append(("Runs", [status_line(runs, sweep.planned_runs), *blocks_line(runs), *stale_line]))
     failed = failed_runs(runs)
     if len(failed):
         sections.append((FAILED_HEADING, failed))

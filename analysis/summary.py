@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from analysis import knobdiff, sequential, stats
+from analysis.resultsdir import RETRYABLE_STATUSES
 
 if TYPE_CHECKING:  # the grid table's pandas is imported where it is built: `ablate compare` never needs it
     import pandas as pd
@@ -245,6 +247,41 @@ def one_arm_lines(s: dict, *, exact: bool = False) -> list[str]:
         lines.append("record rule: skipped (no target: synthetic data)")
     lines.append(f"mean train time (s): {_f(a['mean_train_time_s'])}  (sd {_f(a['sd_train_time_s'])})")
     return lines + _needed_and_sequential_lines(s)
+
+
+FAILED_STATUSES = RETRYABLE_STATUSES
+"""Outcomes that are failures, the ones `--retry-failed` runs again (a diverged run is a result)."""
+
+
+def failure_reason(error) -> str:
+    """Why a run did not end ok: the first line of its `error` column (the orchestrator writes the
+    reason there, then the output's last lines)."""
+    if not isinstance(error, str) or not error.strip():
+        return "no reason recorded"
+    return error.strip().splitlines()[0]
+
+
+def failure_lines(runs: pd.DataFrame) -> list[str]:
+    """The failed and timed-out runs as stable text, one line per status and reason (most runs first):
+    `  4 failed (base 2, cand 2; 1c9ad08b40f73fb6 and 3 more): exit code 2: python: can't open file ...`."""
+    bad = runs[runs["status"].isin(FAILED_STATUSES)] if "status" in runs else runs.iloc[0:0]
+    if bad.empty:
+        return []
+    errors = bad["error"] if "error" in bad else [None] * len(bad)
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for run_id, arm, status, error in zip(bad["run_id"], bad["arm"], bad["status"], errors, strict=True):
+        groups.setdefault((status, failure_reason(error)), []).append((str(run_id), str(arm)))
+    lines = [
+        f"failed runs: {len(bad)} (reason: the first line of each run's error; its whole output: "
+        "logs/<run_id>.txt)"
+    ]
+    for (status, reason), members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        arms = Counter(arm for _, arm in members)
+        ids = sorted(r for r, _ in members)
+        which = ids[0] if len(ids) == 1 else f"{ids[0]} and {len(ids) - 1} more"
+        arm_text = ", ".join(f"{a} {n}" for a, n in sorted(arms.items()))
+        lines.append(f"  {len(members)} {status} ({arm_text}; {which}): {reason}")
+    return lines
 
 
 def config_names(runs: pd.DataFrame, baseline_arm: str | None = None) -> pd.Series:

@@ -352,7 +352,10 @@ def _stored_sweep_json(folder: ResultsDir) -> dict:
 
 
 def status_text(results_dir: Path) -> str:
-    """The text `ablate status` prints: per arm done/failed/missing, and what is running."""
+    """The text `ablate status` prints: per arm done/failed/missing, each failed run's reason, and what
+    is running."""
+    from analysis.summary import failure_lines
+
     folder = ResultsDir(results_dir)
     sweep, status = _stored_sweep_json(folder), folder.read_status()
     runs, stale = split_current(folder.read_runs(), sweep.get("run_ids"))
@@ -378,6 +381,7 @@ def status_text(results_dir: Path) -> str:
             f"{arm:<24} {n if n is not None else '?':>7} {c['ok']:>4} {c['failed']:>6} {c['diverged']:>8} "
             f"{c['timeout']:>7} {missing:>7}"
         )
+    lines += failure_lines(runs)  # each failed run's reason: the first line of its error
     running = status.get("running", []) if alive else []
     lines.append(f"running: {len(running)}" if running else "running: none")
     for r in running:

@@ -555,21 +555,24 @@ def _grid(
     out = []
     for knob, values in knobs.items():
         vals, where = _grid_values(ctx, values, f"{path}.{knob}")
-        seen = set()
-        for i, v in enumerate(vals):
+        flat: list[Any] = []
+        seen: dict[str, int] = {}
+        for i, (v, at) in enumerate(zip(vals, where, strict=True)):
             key = yaml.safe_dump(v, default_flow_style=True)
             if key in seen:
                 raise ctx.fail(f"{path}.{knob}[{i}]", f"duplicate value {_describe(v)}; each grid value once")
-            seen.add(key)
-        flat = []
-        for v, at in zip(vals, where, strict=True):
-            if not _is_edit(knob, v):
-                flat.append(v)
-                continue
-            layers, gone = _edit_layers(ctx, at, knob, v, over)
-            flat.append(layers)
-            if gone:
-                removed[knob] = tuple(sorted({*removed.get(knob, ()), *gone}))
+            seen[key] = i
+            if _is_edit(knob, v):
+                v, gone = _edit_layers(ctx, at, knob, v, over)
+                if gone:
+                    removed[knob] = tuple(sorted({*removed.get(knob, ()), *gone}))
+                same = next((j for j, w in enumerate(flat) if w == v), None)
+                if same is not None:
+                    raise ctx.fail(
+                        f"{path}.{knob}[{i}]",
+                        f"makes {_layers_text(tuple(v))}, as value {same} does; each grid value once",
+                    )
+            flat.append(v)
         out.append((knob, tuple(flat)))
     return tuple(out)
 

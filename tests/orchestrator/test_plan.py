@@ -389,3 +389,137 @@ def test_sweep_json_holds_the_plans_run_ids_and_grid_layers():
     drop = {r.run_id: r.point.layers["mlp_off"] for r in plan.runs if r.arm == "drop_one"}
     assert info["point_layers"] == {rid: {"mlp_off": layer} for rid, layer in drop.items()}
     assert sorted(drop.values()) == [3, 6, 11]
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 17: each arm's difference from the baseline, warnings for what an arm turns back on, scripts.
+
+RECORD_BASE = """\
+name: w
+trainer: {preset: tiny, set: {mlp_off: [0]}}
+resources: {gpus_per_run: 0}
+arms:
+  baseline: {}
+  attn3: {set: {attn_off: [3]}}
+  attn3_kept: {set: {attn_off: {add: [3]}}}
+  attn7_on: {set: {attn_off: {remove: [7]}}}
+  drop_one: {grid: {mlp_off: {each_layer: "0,3,6"}}}
+  drop_more: {grid: {mlp_off: {add_each: "3,6"}}}
+  all_on: {set: {mlp_off: {remove: [0]}}, grid: {mlp_off: {each_layer: "3,6"}}}
+  cmd: {command: [python, -m, trainer, --preset, tiny, --set, "mlp_off=[0]", --set, "attn_off=[2]"]}
+"""
+
+
+def _record_plan(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.yaml").write_text(RECORD_BASE)
+    spec = load_spec("w.yaml")
+    return spec, make_plan(spec)
+
+
+def test_dry_run_shows_each_arms_difference_from_the_baseline_knob_by_knob(tmp_path, monkeypatch):
+    _, plan = _record_plan(tmp_path, monkeypatch)
+    lines = [ln.strip() for ln in describe_plan(plan).splitlines() if ln.strip().startswith("vs baseline")]
+    assert lines == [
+        "vs baseline: attn_off: [7] -> [3]",
+        "vs baseline: attn_off: [7] -> [3, 7]",
+        "vs baseline: attn_off: [7] -> []",
+        "vs baseline at mlp_off=[0]: same as the baseline",
+        "vs baseline at mlp_off=[3]: mlp_off: [0] -> [3]",
+        "vs baseline at mlp_off=[6]: mlp_off: [0] -> [6]",
+        "vs baseline at mlp_off=[0,3]: mlp_off: [0] -> [0, 3]",
+        "vs baseline at mlp_off=[0,6]: mlp_off: [0] -> [0, 6]",
+        "vs baseline at mlp_off=[3]: mlp_off: [0] -> [3]",
+        "vs baseline at mlp_off=[6]: mlp_off: [0] -> [6]",
+        "vs baseline: attn_off: [7] -> [2]",
+    ]
+
+
+def test_an_arm_turning_back_on_what_the_baseline_has_off_is_warned(tmp_path, monkeypatch):
+    """Not when the list is added to ({add}, add_each) or the arm removes the layer in so many words."""
+    spec, plan = _record_plan(tmp_path, monkeypatch)
+    warnings = plan_mod.plan_warnings(spec, plan)
+    assert [w.split(": ")[2] for w in warnings] == ["arms.attn3", "arms.drop_one", "arms.cmd"]
+    assert warnings[0] == (
+        "warning: w.yaml: arms.attn3: turns the attention of layer 7 back on (attn_off: [7] -> [3]; off in "
+        "the baseline arm 'baseline'); to keep it off add to the list (attn_off: {add: [...]}, in a grid "
+        "{add_each: RANGE}); if it is meant, say so: attn_off: {remove: [7]} in the arm's set "
+        "(sweeps/README.md)"
+    )
+    assert "turns the MLP of layer 0 back on in 2 of 3 points (e.g. mlp_off: [0] -> [3];" in warnings[1]
+    assert (
+        "the attention of layer 7 back on" in warnings[2]
+        and "the command's --set attn_off=[...]" in warnings[2]
+    )
+    assert all("\n" not in w for w in warnings)
+
+
+def test_the_shipped_sweeps_warn_of_nothing_turned_back_on():
+    import yaml
+
+    for path in sorted((Path(__file__).parents[2] / "sweeps").glob("*.yaml")):
+        for profile in [None, *(yaml.safe_load(path.read_text()).get("profiles") or {})]:
+            spec = load_spec(path, profile=profile)
+            assert plan_mod.plan_warnings(spec, make_plan(spec)) == [], (path, profile)
+
+
+@pytest.mark.parametrize(
+    ("command", "scripts"),
+    [
+        (
+            ["torchrun", "--standalone", "--nproc_per_node=8", "records/prev/train_gpt.py"],
+            ["records/prev/train_gpt.py"],
+        ),
+        (["torchrun", "--nproc_per_node", "8", "train.py", "--config", "cfg.py"], ["train.py", "cfg.py"]),
+        (["torchrun", "--standalone", "-m", "trainer", "--preset", "tiny"], []),
+        (["torchrun", "--no-python", "bash", "run.sh"], ["run.sh"]),
+        (["python", "-m", "trainer", "--set", "steps=3"], []),
+        (["python3", "-u", "-W", "ignore", "job"], ["job"]),
+        (["/usr/bin/python3.11", "job.py", "--out=result.py"], ["job.py"]),
+        (["python", "-c", "print(1)"], []),
+        (["bash", "run.sh", "base"], ["run.sh"]),
+        (["./go.sh", "x"], ["./go.sh"]),
+        (["make", "all"], []),
+    ],
+)
+def test_the_scripts_a_command_runs(command, scripts):
+    assert plan_mod.command_scripts(tuple(command)) == scripts
+
+
+def test_a_script_is_looked_for_where_named_files_are(tmp_path, monkeypatch):
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "up").mkdir()
+    (tmp_path / "up" / "in_cwd.py").write_text("")
+    (tmp_path / "sweeps" / "in_spec_folder.py").write_text("")
+    (tmp_path / "here.sh").write_text("")
+    (tmp_path / "sweeps" / "s.yaml").write_text(
+        "name: s\narms:\n"
+        "  a: {command: [python, in_cwd.py], cwd: up}\n"
+        "  b: {command: [python, in_spec_folder.py]}\n"
+        "  c: {command: [bash, here.sh]}\n"
+        f"  d: {{command: [python, {tmp_path / 'here.sh'}]}}\n"
+        "  e: {command: [python, gone.py], cwd: up}\n"
+        "  f: {command: [torchrun, --standalone, -m, trainer]}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec("sweeps/s.yaml")
+    assert plan_mod.missing_scripts(spec) == [("e", "gone.py")]
+    assert plan_mod.script_warnings(spec) == [
+        "warning: sweeps/s.yaml: arms.e.command: gone.py not found in up (the arm's cwd), sweeps (the spec's "
+        "folder) or the current folder; its runs would fail: run from the folder that holds it, or set the "
+        "arm's cwd"
+    ]
+    from orchestrator.spec import SpecError
+
+    with pytest.raises(
+        SpecError, match=r"^sweeps/s\.yaml: arms\.e\.command: gone\.py not found in up .*\(nothing was run\)$"
+    ):
+        plan_mod.check_scripts(spec)
+
+
+def test_a_command_arm_differs_by_its_arguments_cwd_and_env(ab_dir):
+    plan = make_plan(load_spec("ab.yaml"))
+    base, cand = plan.runs[0], plan.runs[1]
+    assert plan_mod.run_diff(base, cand) == "base -> cand, env MODE: (unset) -> fast"
+    longer = dataclasses.replace(cand, command=(*cand.command, "--fast"), env={}, cwd="elsewhere")
+    assert plan_mod.run_diff(base, longer) == "base -> cand --fast, cwd: . -> elsewhere"

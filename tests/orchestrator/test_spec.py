@@ -311,6 +311,77 @@ CASES = {
         BASE + ARMS + "estimate_min: 0\n",
         "estimate_min: 0 must be > 0; expected a positive number",
     ),
+    # edits of inherited layer lists: {add: [...]}, {remove: [...]}, add_each / remove_each
+    "edit_not_a_layer_list": (
+        BASE + "arms:\n  x: {set: {mlp_kind: {add: [3]}}}\n",
+        "arms.x.set.mlp_kind: add/remove edit a layer list (attn_off, mlp_off); mlp_kind takes a full value or {layer: value}",
+    ),
+    "edit_unknown_key": (
+        BASE + "arms:\n  x: {set: {mlp_off: {plus: [3]}}}\n",
+        "arms.x.set.mlp_off.plus: unknown key; allowed: add, remove",
+    ),
+    "edit_empty": (
+        BASE + "arms:\n  x: {set: {mlp_off: {}}}\n",
+        "arms.x.set.mlp_off: empty edit; give add: [layers] and/or remove: [layers]",
+    ),
+    "edit_out_of_range": (
+        BASE + "arms:\n  x: {set: {attn_off: {add: [12]}}}\n",
+        "arms.x.set.attn_off.add: layer 12 out of range 0..11",
+    ),
+    "edit_bad_layers": (
+        BASE + "arms:\n  x: {set: {attn_off: {add: three}}}\n",
+        'arms.x.set.attn_off.add: three is not a layer range; use "0-11", "0,6,11" or [0, 6, 11]',
+    ),
+    "edit_adds_an_inherited_layer": (
+        BASE.replace("{preset: tiny}", "{preset: tiny, set: {mlp_off: [0]}}")
+        + "arms:\n  x: {set: {mlp_off: {add: [0, 3]}}}\n",
+        "arms.x.set.mlp_off.add: layer 0 is already in the inherited mlp_off [0]; leave it out",
+    ),
+    "edit_removes_a_layer_not_there": (
+        BASE + "arms:\n  x: {set: {attn_off: {remove: [3]}}}\n",
+        "arms.x.set.attn_off.remove: layer 3 is not in the inherited attn_off [7]; nothing to remove",
+    ),
+    "edit_in_trainer_set": (
+        BASE.replace("{preset: tiny}", "{preset: tiny, set: {mlp_off: {remove: [0]}}}") + ARMS,
+        "trainer.set.mlp_off.remove: layer 0 is not in the inherited mlp_off []; nothing to remove",
+    ),
+    "edit_adds_and_removes_a_layer": (
+        BASE + "arms:\n  x: {set: {attn_off: {add: [7], remove: [7]}}}\n",
+        "arms.x.set.attn_off: layer 7 is both added and removed; give it in one of them",
+    ),
+    "edit_as_a_whole_grid": (
+        BASE + "arms:\n  x: {grid: {mlp_off: {add: [3]}}}\n",
+        'arms.x.grid.mlp_off: an edit ({add: ...} or {remove: ...}) is one value; a grid takes a list of values, e.g. [{add: [3]}, {add: [5]}], or {add_each: "3,5"}',
+    ),
+    "edit_grid_value_bad": (
+        BASE + "arms:\n  x: {grid: {attn_off: [{add: [3]}, {remove: [2]}]}}\n",
+        "arms.x.grid.attn_off[1].remove: layer 2 is not in the inherited attn_off [7]; nothing to remove",
+    ),
+    "edit_grid_value_twice": (
+        BASE + "arms:\n  x: {grid: {attn_off: [[3, 7], {add: [3]}]}}\n",
+        "arms.x.grid.attn_off[1]: makes [3, 7], as value 0 does; each grid value once",
+    ),
+    "add_each_over_an_inherited_layer": (
+        BASE.replace("{preset: tiny}", "{preset: tiny, set: {mlp_off: [0]}}")
+        + 'arms:\n  x: {grid: {mlp_off: {add_each: "0-11"}}}\n',
+        "arms.x.grid.mlp_off.add_each: layer 0 is already in the inherited mlp_off [0]; leave it out of the range",
+    ),
+    "remove_each_a_layer_not_there": (
+        BASE + 'arms:\n  x: {grid: {attn_off: {remove_each: "6-7"}}}\n',
+        "arms.x.grid.attn_off.remove_each: layer 6 is not in the inherited attn_off [7]; nothing to remove",
+    ),
+    "add_each_with_value": (
+        BASE + 'arms:\n  x: {grid: {mlp_off: {add_each: "1-3", value: 1}}}\n',
+        "arms.x.grid.mlp_off.value: add_each edits a layer list; for {layer: value} points use each_layer with value",
+    ),
+    "add_each_and_each_layer": (
+        BASE + 'arms:\n  x: {grid: {mlp_off: {each_layer: "1-3", add_each: "1-3"}}}\n',
+        "arms.x.grid.mlp_off.add_each: given together with each_layer; use one of them",
+    ),
+    "add_each_on_a_per_layer_value": (
+        BASE + 'arms:\n  x: {grid: {mlp_kind: {add_each: "1-3"}}}\n',
+        "arms.x.grid.mlp_kind.add_each: add/remove edit a layer list (attn_off, mlp_off); mlp_kind takes a full value or {layer: value}",
+    ),
 }
 
 
@@ -384,6 +455,55 @@ def test_each_layer_shorthand():
     assert spec.arm("one").grid == (("mlp_off", ([0], [1], [2], [11])),)
     assert spec.arm("pair").grid == (("mlp_off", ([0, 1], [0, 2])),)  # [0] + 0 would repeat layer 0
     assert spec.arm("kind").grid == (("mlp_kind", ({5: "glu"},)),)
+
+
+def test_layer_list_edits_apply_over_each_level_below():
+    """preset -> trainer.set -> the arm's set -> its grid: an edit is resolved over the level below."""
+    spec = parse_spec(
+        {
+            "name": "s",
+            "trainer": {"preset": "tiny", "set": {"mlp_off": [0], "attn_off": {"add": [3]}}},
+            "arms": {
+                "baseline": {},
+                "attn7_on": {"set": {"attn_off": {"remove": [7]}}},
+                "more": {"grid": {"mlp_off": {"add_each": "1,2"}}},
+                "more_with": {"grid": {"mlp_off": {"add_each": "1,2", "with": [5]}}},
+                "fewer": {"grid": {"mlp_off": {"remove_each": "0"}}},
+                "mixed": {"grid": {"mlp_off": [{"add": [4]}, [6], {"remove": [0], "add": [1]}]}},
+                "stacked": {"set": {"mlp_off": {"add": [3]}}, "grid": {"mlp_off": {"add_each": "4"}}},
+            },
+        }
+    )
+    assert spec.trainer_set == {"mlp_off": [0], "attn_off": [3, 7]}  # tiny's [7] plus 3
+    assert spec.arm("attn7_on").set == {"attn_off": [3]}
+    assert spec.arm("attn7_on").removed == {"attn_off": (7,)}  # said in so many words
+    assert spec.arm("more").grid == (("mlp_off", ([0, 1], [0, 2])),)
+    assert spec.arm("more_with").grid == (("mlp_off", ([0, 1, 5], [0, 2, 5])),)
+    assert spec.arm("fewer").grid == (("mlp_off", ([],)),) and spec.arm("fewer").removed == {"mlp_off": (0,)}
+    assert spec.arm("mixed").grid == (("mlp_off", ([0, 4], [6], [1])),)
+    assert spec.arm("stacked").grid == (("mlp_off", ([0, 3, 4],)),)
+    assert spec.arm("more").removed == {} and spec.arm("baseline").removed == {}
+
+
+def test_an_edit_is_the_same_run_as_the_list_it_makes():
+    """Run identity is the resolved knobs: {add: [3]} over [7] and [3, 7] are one run, and a spec
+    rewritten from one spelling to the other is not a changed spec."""
+    from orchestrator.plan import spec_identity_diff
+
+    def spec(value):
+        return parse_spec(
+            {
+                "name": "s",
+                "trainer": {"preset": "tiny"},
+                "arms": {"baseline": {}, "x": {"set": {"attn_off": value}}},
+            },
+            "s.yaml",
+        )
+
+    edited, listed = spec({"add": [3]}), spec([3, 7])
+    assert [r.run_id for r in make_plan(edited).runs] == [r.run_id for r in make_plan(listed).runs]
+    assert spec_identity_diff(edited, listed) == []
+    assert make_plan(edited).runs[1].command[-2:] == ("--set", "attn_off=[3,7]")
 
 
 def test_deep_merge_merges_mappings_and_replaces_the_rest():
