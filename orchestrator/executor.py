@@ -213,14 +213,22 @@ class Executor(ABC):
 
 
 def fits(resources: dict[str, float], block: Block) -> int:
-    """How many copies of `block` a node with `resources` holds at once (an exclusive GPU block: 0 or 1)."""
+    """How many copies of `block` a node with `resources` holds at once (an exclusive block: 0 or 1)."""
     gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
     by_cpu = int(cpus // block.cpus) if block.cpus > 0 else 10**6
-    if block.gpus > 0 and block.exclusive_node:
-        return min(1, int(gpus // block.gpus), by_cpu)
+    by_gpu = int(gpus // block.gpus) if block.gpus > 0 else 10**6
+    return min(1 if block.exclusive_node else 10**6, by_gpu, by_cpu)
+
+
+def held(resources: dict[str, float], block: Block) -> tuple[int, float]:
+    """(GPUs, CPUs) a block holds on a node with `resources`: its own, or for an exclusive block the
+    node's whole share of what it runs on (every GPU of a GPU block; every CPU of a CPU block, since on
+    CPU too its timing is the point), so no other block runs beside it."""
+    if not block.exclusive_node:
+        return block.gpus, block.cpus
     if block.gpus > 0:
-        return min(int(gpus // block.gpus), by_cpu)
-    return by_cpu
+        return int(resources.get("GPU", block.gpus)), block.cpus
+    return block.gpus, max(block.cpus, float(resources.get("CPU", block.cpus)))
 
 
 # ---------------------------------------------------------------------------------------------- Ray
@@ -301,9 +309,10 @@ class RayExecutor(Executor):
 
     def submit(self, block: Block, ctx: BlockContext) -> Job:
         job = Job(next(self._ids), block)
+        gpus, cpus = self._to_hold(block)
         opts = {
-            "num_gpus": self._gpus_to_hold(block),
-            "num_cpus": block.cpus,
+            "num_gpus": gpus,
+            "num_cpus": cpus,
             "max_retries": 0,
             "name": f"block-{block.block_id}",
         }
@@ -311,15 +320,18 @@ class RayExecutor(Executor):
         self._jobs[job.job_id] = job
         return job
 
-    def _gpus_to_hold(self, block: Block) -> int:
-        """An exclusive block holds every GPU of the smallest node it fits on (no neighbour skews timing).
-
-        Its runs still see only `block.gpus` of them: the rest are held idle.
-        """
-        if not (block.exclusive_node and block.gpus > 0):
-            return block.gpus
-        sizes = sorted(int(r.get("GPU", 0)) for r in self.nodes().values() if r.get("GPU", 0) >= block.gpus)
-        return sizes[0] if sizes else block.gpus
+    def _to_hold(self, block: Block) -> tuple[int, float]:
+        """(GPUs, CPUs) for the block's task: an exclusive block holds the whole share (`held`) of the
+        smallest node it fits on, so no neighbour skews its timing; its runs still see only `block.gpus`
+        GPUs (the rest are held idle). On a cluster of unequal nodes, a block that Ray places on a bigger
+        node holds that node's smallest-node share only."""
+        if not block.exclusive_node:
+            return block.gpus, block.cpus
+        fitting = [res for res in self.nodes().values() if fits(res, block)]
+        if not fitting:
+            return block.gpus, block.cpus
+        key = "GPU" if block.gpus > 0 else "CPU"
+        return held(min(fitting, key=lambda res: res.get(key, 0.0)), block)
 
     def wait(self, timeout: float) -> list[tuple[Job, Event]]:
         if not self._gens:
@@ -397,6 +409,8 @@ class _Running:
     node: _FakeNode
     gpu_ids: list[str]
     gen: Iterator[Any]
+    cpus: float = 1.0
+    """The CPUs the block holds on its node (all of them for an exclusive CPU block)."""
 
 
 class InProcessExecutor(Executor):
@@ -435,16 +449,18 @@ class InProcessExecutor(Executor):
             node = next((n for n in self._nodes.values() if n.alive and self._free(n, job.block)), None)
             if node is None:
                 continue
-            gpus, node.free_gpus = node.free_gpus[: job.block.gpus], node.free_gpus[job.block.gpus :]
-            node.free_cpus -= job.block.cpus
+            n_gpus, cpus = held(node.resources, job.block)
+            gpus, node.free_gpus = node.free_gpus[:n_gpus], node.free_gpus[n_gpus:]
+            node.free_cpus -= cpus
             info = NodeInfo(node_id=node.node_id, hostname=node.node_id)
-            gen = self._runner(job.block, ctx, info, gpus, get_seed=lambda c=ctx: c.seed)
-            self._running.append(_Running(job, node, gpus, gen))
+            gen = self._runner(job.block, ctx, info, gpus[: job.block.gpus], get_seed=lambda c=ctx: c.seed)
+            self._running.append(_Running(job, node, gpus, gen, cpus))
             self._pending.remove((job, ctx))
 
     @staticmethod
     def _free(node: _FakeNode, block: Block) -> bool:
-        return len(node.free_gpus) >= block.gpus and node.free_cpus >= block.cpus
+        gpus, cpus = held(node.resources, block)
+        return len(node.free_gpus) >= gpus and node.free_cpus >= cpus
 
     def wait(self, timeout: float) -> list[tuple[Job, Event]]:
         if self._ended:
@@ -467,7 +483,7 @@ class InProcessExecutor(Executor):
     def _finish(self, r: _Running, event: Event) -> list[tuple[Job, Event]]:
         self._running.remove(r)
         r.node.free_gpus = sorted(r.node.free_gpus + r.gpu_ids, key=int)
-        r.node.free_cpus += r.job.block.cpus
+        r.node.free_cpus += r.cpus
         self._place()
         return [(r.job, event)]
 

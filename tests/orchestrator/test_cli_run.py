@@ -214,3 +214,159 @@ def test_dry_run_needs_neither_pandas_nor_pyarrow(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert re.search(rf"{first}\s+done", proc.stdout) and "to run: 3 of 4 runs (1 done)" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------ issue 17
+
+FAKE_TRAINER = """\
+import sys  # stands in for `python -m trainer`: takes any arguments, prints a short run's step lines
+print("step:0/2 val_loss:4.0000 train_time:0ms step_avg:0.00ms")
+print("step:1/2 train_time:5ms step_avg:5.00ms")
+print("step:2/2 val_loss:3.5000 train_time:10ms step_avg:5.00ms")
+"""
+
+UNDO_SPEC = """\
+name: undo
+trainer: {preset: tiny, set: {mlp_off: [0]}}
+resources: {gpus_per_run: 0}
+retries: 0
+estimate_min: 0.1
+target_val_loss: null
+arms:
+  baseline: {}
+  attn3: {set: {attn_off: [3]}}
+  attn3_kept: {set: {attn_off: {add: [3]}}}
+  broken: {command: [python, -c, "import sys; sys.exit('boom: no shards in /nowhere')"]}
+"""
+
+
+def test_undone_baseline_is_shown_and_failed_runs_say_why(tmp_path, capsys, monkeypatch):
+    """One embedded Ray, trainer arms run by a stand-in: the dry-run and the run warn of the arm that
+    turns layer 7's attention back on, the report names each configuration by its difference from the
+    baseline, and the failed run's reason (its error's first line) is in `ablate status` and the report."""
+    from orchestrator import plan as plan_mod
+
+    fake = tmp_path / "fake_trainer.py"
+    fake.write_text(FAKE_TRAINER)
+    monkeypatch.setattr(plan_mod, "_trainer_launcher", lambda gpus: [sys.executable, str(fake)])
+    spec, results = tmp_path / "undo.yaml", tmp_path / "res"
+    spec.write_text(UNDO_SPEC)
+
+    assert main(["run", str(spec), "--results", str(results), "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert "vs baseline: attn_off: [7] -> [3]\n" in out and "vs baseline: attn_off: [7] -> [3, 7]\n" in out
+    assert err.count("\n") == 1 and err.startswith(
+        f"warning: {spec}: arms.attn3: turns the attention of layer 7"
+    )
+
+    argv = ["run", str(spec), "--results", str(results), "--plain", "--num-cpus", "2", "--no-compile-cache"]
+    assert main(argv) == 1  # a failed run remains
+    assert "arms.attn3: turns the attention of layer 7 back on" in capsys.readouterr().err
+    rows = store.read_runs(results).set_index("arm")
+    assert list(rows.loc[["baseline", "attn3", "attn3_kept"], "status"]) == ["ok"] * 3
+    broken_id, error = rows.loc["broken", "run_id"], rows.loc["broken", "error"]
+    reason = error.splitlines()[0]
+    assert reason == "exit code 1: boom: no shards in /nowhere"
+
+    assert main(["status", str(results)]) == 0
+    status = capsys.readouterr().out
+    assert "failed runs: 1 (reason: the first line of each run's error" in status
+    assert f"  1 failed (broken 1; {broken_id}): {reason}\n" in status
+
+    md = (results / "report.md").read_text()
+    assert (
+        "| attn3 (attn_off: [7] -> [3]) | 1 |" in md and "| attn3_kept (attn_off: [7] -> [3, 7]) | 1 |" in md
+    )
+    assert "## Failed runs (reason: the first line of the run's error" in md
+    assert f"| {broken_id} | broken | failed | 1 | {reason} |" in md
+    assert f"<td>{reason}</td>" in (results / "report.html").read_text()
+
+
+MISSING_SPEC = """\
+name: missing
+resources: {gpus_per_run: 0}
+arms:
+  baseline: {command: [python, gone.py]}
+  other: {command: [python, -m, json.tool, --help]}
+"""
+
+
+def test_a_missing_script_warns_in_the_dry_run_and_stops_a_run_before_ray(tmp_path, capsys, monkeypatch):
+    from orchestrator.executor import RayExecutor
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray started")
+
+    monkeypatch.setattr(RayExecutor, "start", no_ray)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.yaml").write_text(MISSING_SPEC)
+    assert main(["run", "m.yaml", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        "warning: m.yaml: arms.baseline.command: gone.py not found in the current folder; its runs would "
+        "fail: run from the folder that holds it, or set the arm's cwd\n"
+    )
+    assert main(["run", "m.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "ablate: error: m.yaml: arms.baseline.command: gone.py not found in the current folder; run from "
+        "the folder that holds it, or set the arm's cwd (nothing was run)\n"
+    )
+    assert not (tmp_path / "results").exists()  # nothing written, no lock taken
+
+
+def test_record_ab_dry_run_warns_of_the_scripts_a_user_brings_and_exits_0(capsys):
+    assert main(["run", "sweeps/record_ab.yaml", "--dry-run"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[2] for line in err] == ["arms.baseline.command", "arms.candidate.command"]
+    assert "records/prev/train_gpt.py not found in sweeps (the spec's folder) or the current folder" in err[0]
+
+
+AB_CPU_SPEC = """\
+name: abcpu
+kind: ab
+runs_per_arm: 2
+order: alternate
+resources: {{gpus_per_run: 0}}
+target_val_loss: null
+arms:
+  base: {{command: [python, {job}, --steps, "3", --sleep, "0.2"]}}
+  cand: {{command: [python, {job}, --steps, "3", --sleep, "0.2", --loss, "3.2"]}}
+"""
+
+
+def test_ab_blocks_on_cpu_run_one_at_a_time_on_their_node_and_the_report_says_so(tmp_path, capsys):
+    """exclusive_node (the default of kind ab) holds on CPU too: with 2 CPUs, the blocks still take turns."""
+    spec = tmp_path / "abcpu.yaml"
+    spec.write_text(AB_CPU_SPEC.format(job=FAKE_JOB))
+    results = tmp_path / "res"
+    assert main(["run", str(spec), "--dry-run", "--results", str(results)]) == 0
+    assert "each block on an exclusive node" in capsys.readouterr().out
+    assert main(["run", str(spec), "--results", str(results), "--plain", "--num-cpus", "2"]) == 0
+    runs = store.read_runs(results)
+    spans = (
+        runs.groupby("block").agg(start=("started_at", "min"), end=("ended_at", "max")).sort_values("start")
+    )
+    assert len(spans) == 2 and runs["node_id"].nunique() == 1
+    assert spans["start"].iloc[1] >= spans["end"].iloc[0]  # block 1 began after block 0 had ended
+    assert "blocks: 2 on 1 node(s), one at a time on each node" in (results / "report.md").read_text()
+
+
+def test_report_line_counts_blocks_that_shared_a_node():
+    import pandas as pd
+
+    from analysis.report import blocks_line
+
+    t = pd.Timestamp("2026-12-01T08:00:00Z")
+    s = pd.Timedelta(seconds=1)
+    runs = pd.DataFrame(
+        {
+            "block": [0, 1, 2, 3],
+            "node_id": ["n1", "n1", "n1", "n2"],
+            "started_at": [t, t + 5 * s, t + 10 * s, t],  # block 1 starts as block 0 ends: one at a time
+            "ended_at": [t + 5 * s, t + 12 * s, t + 20 * s, t + 9 * s],  # block 2 starts inside block 1
+        }
+    )
+    assert blocks_line(runs) == ["blocks: 4 on 2 node(s), up to 2 at once on one node (sharing it)"]
+    assert blocks_line(runs[runs["block"] != 2]) == ["blocks: 3 on 2 node(s), one at a time on each node"]
+    assert blocks_line(runs.iloc[0:0]) == []

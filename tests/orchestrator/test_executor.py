@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from orchestrator.executor import (
@@ -9,6 +11,7 @@ from orchestrator.executor import (
     InProcessExecutor,
     RayExecutor,
     fits,
+    held,
     run_block,
     start_local_ray,
 )
@@ -39,8 +42,31 @@ def test_fits_counts_blocks_per_node():
     b8, b0 = Block(0, (), gpus=8, cpus=1), Block(1, (), gpus=0, cpus=2)
     assert fits({"GPU": 8, "CPU": 16}, b8) == 1
     assert fits({"GPU": 16, "CPU": 1}, b8) == 1
+    assert fits({"GPU": 16, "CPU": 2}, b8) == 2
     assert fits({"GPU": 4, "CPU": 16}, b8) == 0
     assert fits({"CPU": 5}, b0) == 2
+
+
+def test_an_exclusive_block_holds_its_whole_node_on_cpu_too():
+    cpu, gpu = Block(0, (), gpus=0, cpus=1, exclusive_node=True), Block(1, (), gpus=2, exclusive_node=True)
+    assert fits({"CPU": 16}, cpu) == 1 and fits({"CPU": 0.5}, cpu) == 0
+    assert fits({"GPU": 8, "CPU": 16}, gpu) == 1
+    assert held({"CPU": 16}, cpu) == (0, 16.0) and held({"GPU": 8, "CPU": 16}, gpu) == (8, 1.0)
+    assert held({"CPU": 16}, Block(2, (), gpus=0, cpus=1)) == (0, 1)  # not exclusive: its own share
+    # two exclusive CPU blocks on one 2-CPU node: the second starts once the first has ended
+    ex = InProcessExecutor({"n1": {"GPU": 0, "CPU": 2}}, runner=canned_runner)
+    plan = ab_plan(2)
+    for b in plan.blocks:
+        ex.submit(replace(b, exclusive_node=True), BlockContext())
+    assert ex.slots(replace(plan.blocks[0], exclusive_node=True)) == 1
+    order = [(j.block.block_id, e["type"]) for j, e in drain(ex)]
+    assert order.index((1, "block_start")) > order.index((0, "block_end"))
+    # not exclusive: side by side, one CPU each
+    ex = InProcessExecutor({"n1": {"GPU": 0, "CPU": 2}}, runner=canned_runner)
+    for b in plan.blocks:
+        ex.submit(b, BlockContext())
+    order = [(j.block.block_id, e["type"]) for j, e in drain(ex)]
+    assert order.index((1, "block_start")) < order.index((0, "block_end"))
 
 
 def test_in_process_blocks_wait_for_free_gpus_and_run_in_order():
