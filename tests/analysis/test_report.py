@@ -227,3 +227,78 @@ def test_the_layer_figure_draws_the_layers_the_plan_recorded(tmp_path):
     assert json.loads((tmp_path / "sweep.json").read_text())["point_layers"] == {"x0": {"mlp_off": 4}}
     ResultsDir(tmp_path).write_sweep(SweepInfo("s", "grid", None, "base", point_layers={}))
     assert "figure:layer_ablation" not in write_report(tmp_path)
+
+
+def test_configurations_are_named_by_their_difference_from_the_baseline(tmp_path):
+    """Every knob a run's params differ in from the baseline arm's, the undone baseline included; runs
+    without knobs (other programs) keep the label or the arm."""
+    from analysis.summary import arm_difference, config_names
+
+    base = {"attn_off": [7], "mlp_off": [0], "num_layers": 12, "seed": 0, "steps": 100}
+    rows = [
+        ("b0", "baseline", base),
+        ("b1", "baseline", base),
+        ("a0", "attn3", {**base, "attn_off": [3], "seed": 5}),  # the seed is never a difference
+        ("k0", "kept", {**base, "attn_off": [3, 7]}),
+        ("s0", "same", dict(base)),
+        ("l0", "longer", {**base, "mlp_off": [], "steps": 120}),
+        ("c0", "script", {}),
+    ]
+    for run_id, arm, params in rows:
+        store.write_run(tmp_path, run_row(run_id, arm, loss=3.3, time_ms=1.0, params=params), {})
+    runs = store.read_runs(tmp_path)
+    names = dict(zip(runs["run_id"], config_names(runs, "baseline"), strict=True))
+    assert names == {
+        "b0": "baseline",
+        "b1": "baseline",
+        "a0": "attn3 (attn_off: [7] -> [3])",
+        "k0": "kept (attn_off: [7] -> [3, 7])",
+        "s0": "same (same as the baseline)",
+        "l0": "longer (mlp_off: [0] -> [], steps: 100 -> 120)",
+        "c0": "script",
+    }
+    assert arm_difference(runs, "baseline", "attn3") == "attn_off: [7] -> [3]"
+    assert arm_difference(runs, "baseline", "script") is None
+
+
+def test_failed_runs_table_gives_each_reason(tmp_path):
+    """report.md/html list every failed or timed-out run with the first line of its error."""
+    root = make_grid_results(tmp_path / "g")
+    failures = [
+        (
+            "f0",
+            "failed",
+            "exit code 2: python: can't open file 'x.py': [Errno 2] No such file\nlog: empty\n...",
+        ),
+        ("f1", "timeout", "timed out after 60 s; log: truncated\nstep:3/40 train_time:1ms step_avg:1.00ms"),
+        ("f2", "failed", "exit code 1: sort | uniq failed"),
+        ("f3", "diverged", "exit code 3: diverged: non-finite train loss at step 2"),  # a result, not listed
+    ]
+    for i, (run_id, status, error) in enumerate(failures):
+        row = run_row(run_id, "drop_one", loss=None, time_ms=None, status=status, when=40 + i)
+        store.write_run(root, {**row, "error": error, "attempt": 2}, {})
+    paths = write_report(root)
+    md = paths["md"].read_text()
+    section = md[md.index("## Failed runs") :].split("\n## ")[0]
+    assert section.splitlines()[2:] == [
+        "| run_id | arm | status | attempt | reason |",
+        "|---|---|---|---|---|",
+        "| f0 | drop_one | failed | 2 | exit code 2: python: can't open file 'x.py': [Errno 2] No such "
+        "file |",
+        "| f1 | drop_one | timeout | 2 | timed out after 60 s; log: truncated |",
+        "| f2 | drop_one | failed | 2 | exit code 1: sort \\| uniq failed |",
+    ]
+    html = paths["html"].read_text()
+    assert "<td>timed out after 60 s; log: truncated</td>" in html and "non-finite" not in html
+    from analysis.summary import failure_lines
+
+    assert failure_lines(store.read_runs(root))[1:] == [
+        "  1 failed (drop_one 1; f2): exit code 1: sort | uniq failed",
+        "  1 failed (drop_one 1; f0): exit code 2: python: can't open file 'x.py': [Errno 2] No such file",
+        "  1 timeout (drop_one 1; f1): timed out after 60 s; log: truncated",
+    ]
+
+
+def test_no_failed_runs_no_table(tmp_path):
+    md = write_report(make_ab_results(tmp_path / "ab"))["md"].read_text()
+    assert "Failed runs" not in md
