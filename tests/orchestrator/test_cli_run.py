@@ -320,3 +320,53 @@ def test_record_ab_dry_run_warns_of_the_scripts_a_user_brings_and_exits_0(capsys
     err = capsys.readouterr().err.splitlines()
     assert [line.split(": ")[2] for line in err] == ["arms.baseline.command", "arms.candidate.command"]
     assert "records/prev/train_gpt.py not found in sweeps (the spec's folder) or the current folder" in err[0]
+
+
+AB_CPU_SPEC = """\
+name: abcpu
+kind: ab
+runs_per_arm: 2
+order: alternate
+resources: {{gpus_per_run: 0}}
+target_val_loss: null
+arms:
+  base: {{command: [python, {job}, --steps, "3", --sleep, "0.2"]}}
+  cand: {{command: [python, {job}, --steps, "3", --sleep, "0.2", --loss, "3.2"]}}
+"""
+
+
+def test_ab_blocks_on_cpu_run_one_at_a_time_on_their_node_and_the_report_says_so(tmp_path, capsys):
+    """exclusive_node (the default of kind ab) holds on CPU too: with 2 CPUs, the blocks still take turns."""
+    spec = tmp_path / "abcpu.yaml"
+    spec.write_text(AB_CPU_SPEC.format(job=FAKE_JOB))
+    results = tmp_path / "res"
+    assert main(["run", str(spec), "--dry-run", "--results", str(results)]) == 0
+    assert "each block on an exclusive node" in capsys.readouterr().out
+    assert main(["run", str(spec), "--results", str(results), "--plain", "--num-cpus", "2"]) == 0
+    runs = store.read_runs(results)
+    spans = (
+        runs.groupby("block").agg(start=("started_at", "min"), end=("ended_at", "max")).sort_values("start")
+    )
+    assert len(spans) == 2 and runs["node_id"].nunique() == 1
+    assert spans["start"].iloc[1] >= spans["end"].iloc[0]  # block 1 began after block 0 had ended
+    assert "blocks: 2 on 1 node(s), one at a time on each node" in (results / "report.md").read_text()
+
+
+def test_report_line_counts_blocks_that_shared_a_node():
+    import pandas as pd
+
+    from analysis.report import blocks_line
+
+    t = pd.Timestamp("2026-12-01T08:00:00Z")
+    s = pd.Timedelta(seconds=1)
+    runs = pd.DataFrame(
+        {
+            "block": [0, 1, 2, 3],
+            "node_id": ["n1", "n1", "n1", "n2"],
+            "started_at": [t, t + 5 * s, t + 10 * s, t],  # block 1 starts as block 0 ends: one at a time
+            "ended_at": [t + 5 * s, t + 12 * s, t + 20 * s, t + 9 * s],  # block 2 starts inside block 1
+        }
+    )
+    assert blocks_line(runs) == ["blocks: 4 on 2 node(s), up to 2 at once on one node (sharing it)"]
+    assert blocks_line(runs[runs["block"] != 2]) == ["blocks: 3 on 2 node(s), one at a time on each node"]
+    assert blocks_line(runs.iloc[0:0]) == []
