@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from analysis.resultsdir import FolderBusy, ResultsDir, split_current_ids
 from orchestrator.errors import UserError, storage_error
+from orchestrator.eta import EtaModel, makespan
 from orchestrator.events import (
     AttemptEnd,
     BlockCancelled,
@@ -33,7 +34,7 @@ from orchestrator.events import (
 from orchestrator.executor import BlockContext, Executor, Job, with_seed
 from orchestrator.progress import CACHE_WORDS, format_duration
 from orchestrator.recorder import SweepRecorder
-from orchestrator.runspec import Block, Plan
+from orchestrator.runspec import Block, Plan, RunSpec
 
 
 class ResultsLock:
@@ -115,51 +116,77 @@ class SweepState:
     walls: list[float] = field(default_factory=list)
     warm_walls: list[float] = field(default_factory=list)
     """Wall times of the ended runs whose node cache was not cold (the next runs on a node look alike)."""
-    uncompiled_walls: list[float] = field(default_factory=list)
-    """Wall times of the ended cold runs less their torch.compile time (for the ETA until a warm run ends)."""
     decided: str | None = None
     cancelled: bool = False
     deferred: int = 0
     """Runs left for the next invocation by --max-blocks / --time-limit."""
     stop_reason: str | None = None
     started: float = field(default_factory=time.monotonic)
-    plan_run_s: float | None = None
-    """The plan's mean estimate of a run to run (the preset's cost table or the spec's estimate_min):
-    the ETA until a run has ended. None when a run has no estimate."""
+    eta: EtaModel = field(default_factory=EtaModel)
+    """What the runs measured (step rates, overheads), for the ETA."""
+    queue: Sequence[Block] = ()
+    """The blocks not yet submitted (the driver's queue, shared)."""
+    inflight: dict[int, Job] = field(default_factory=dict)
+    """The submitted blocks (the driver's, shared): their unreported runs are what is left of them."""
+    clock: Callable[[], float] = time.monotonic
+    """The time runs start, step and are estimated by (a test steps its own)."""
 
     @property
     def finished(self) -> int:
         return sum(self.done.values())
 
-    def record(self, row: dict) -> None:
-        """Count an ended run (its row) and keep its wall time for the estimates."""
+    def record(self, row: dict, run: RunSpec | None = None) -> None:
+        """Count an ended run (its row) and keep what it measured for the estimates."""
         self.done[row["status"]] += 1
         wall = float(row.get("wall_s") or 0.0)
         self.walls.append(wall)
         if row.get("compile_cache") not in ("cold", None):
             self.warm_walls.append(wall)
-        elif row.get("compile_s") is not None and wall > float(row["compile_s"]):
-            self.uncompiled_walls.append(wall - float(row["compile_s"]))
+        self.eta.end(row["run_id"], row, run.is_trainer if run is not None else False)
 
-    def eta_s(self, parallel: int) -> float | None:
-        """Remaining runs × mean wall time / blocks at once (before the first run ends: the plan's
-        estimate, None without one).
-
-        Until a warm run has ended, a cold run's wall less its compile time stands for the next runs:
-        its cold wall would say minutes per run where the cache makes it one (h200-mini: 444 s cold, then
-        105-110 s for new configs). `run_estimate_s` stays the cautious one, for `--time-limit`."""
-        walls = self.warm_walls or self.uncompiled_walls or self.walls
-        per_run = sum(walls) / len(walls) if walls else self.plan_run_s
-        if per_run is None:
+    def eta_s(self, parallel: int, now: float | None = None) -> float | None:
+        """Seconds until the last block of this invocation ends (`orchestrator.eta`): each running run's
+        rest from its live step rate, each coming run from the rates and overheads measured so far (the
+        plan's estimates before), laid out over `parallel` slots block by block. None: unknown (command
+        runs without estimate_min before any has shown a step)."""
+        now = self.clock() if now is None else now
+        if not self.queue and not self.inflight:
+            return 0.0 if self.to_run - self.finished - self.deferred <= 0 else None
+        busy, waiting = [], []
+        for job in self.inflight.values():
+            left = [r for r in job.block.runs if r.run_id not in job.reported]
+            now_running = next((i for i, r in enumerate(left) if r.run_id in self.running), None)
+            if now_running is None:
+                waiting.append(self._coming(left))  # submitted, waiting for its node: first in line
+                continue
+            cur = left[now_running]
+            busy.append(
+                [
+                    self.eta.left_s(cur.run_id, cur, now, startup_s(cur)),
+                    *self._coming(left[now_running + 1 :]),
+                ]
+            )
+        queued = waiting + [self._coming(b.runs) for b in self.queue]
+        if any(t is None for b in [*busy, *queued] for t in b):
             return None
-        left = self.to_run - self.finished - self.deferred
-        return max(0.0, left * per_run / max(1, parallel))
+        return makespan([sum(b) for b in busy], queued, max(1, parallel))
+
+    def _coming(self, runs: Sequence[RunSpec]) -> list[float | None]:
+        return [self.eta.run_s(r, startup_s(r)) for r in runs]
 
     def run_estimate_s(self) -> float | None:
         """Wall seconds of a coming run: the mean of the ended runs that did not compile cold, when there
         are any (a cold start costs minutes once per node and config), else of all (None: none ended)."""
         walls = self.warm_walls or self.walls
         return sum(walls) / len(walls) if walls else None
+
+
+def startup_s(run: RunSpec) -> float | None:
+    """The plan's start-up figure for a trainer run (its preset's fixed cost), None for other runs."""
+    from orchestrator.plan import PRESET_COST
+
+    cost = PRESET_COST.get(run.preset) if run.is_trainer and run.preset else None
+    return None if cost is None else cost[0]
 
 
 def _mean_estimate(runs) -> float | None:
@@ -218,7 +245,8 @@ class SweepDriver:
             planned_per_arm=dict(Counter(r.arm for r in plan.runs)),
             failed_kept=0 if self.options.retry_failed else len(failed),
             retrying=len(failed) if self.options.retry_failed else 0,
-            plan_run_s=_mean_estimate([r for b in self.queue for r in b.runs]),
+            queue=self.queue,
+            inflight=self.inflight,
         )
         self._status_at = 0.0
         self._handlers: dict[type[Event], Callable[[Job, Any], None]] = {
@@ -391,7 +419,10 @@ class SweepDriver:
     def _on_run_start(self, job: Job, event: RunStart) -> None:
         run = self.runs[event.run_id]
         self.attempts[run.run_id] = max(self.attempts[run.run_id], event.attempt)
-        now = time.monotonic()
+        now = self.state.clock()
+        # an empty cache means a cold compile on GPUs; a CPU run is not taken for one (its row says later)
+        cold = event.compile_cache == "cold" and run.gpus > 0
+        self.state.eta.start(run.run_id, run.arm, run.is_trainer, cold, now)
         self.state.running[run.run_id] = RunningRun(
             run.run_id,
             run.arm,
@@ -405,19 +436,21 @@ class SweepDriver:
     def _on_step(self, job: Job, event: Step) -> None:
         rr = self.state.running.get(event.run_id)
         if rr is not None:
-            rr.step, rr.total, rr.heard = event.step, event.total, time.monotonic()
+            rr.step, rr.total, rr.heard = event.step, event.total, self.state.clock()
+            self.state.eta.step(event.run_id, rr.heard, event.step, event.total, event.train_time_ms)
             if event.val_loss is not None:
                 rr.val_loss, rr.val_step = event.val_loss, event.step
 
     def _on_attempt(self, job: Job, event: AttemptEnd) -> None:
         run = self.recorder.attempt(event)
         self.state.running.pop(run.run_id, None)
+        self.state.eta.forget(run.run_id)
 
     def _on_run(self, job: Job, event: RunEnd) -> None:
         run = self.recorder.outcome(event)
         job.reported.add(run.run_id)
         self.state.running.pop(run.run_id, None)
-        self.state.record(event.row)
+        self.state.record(event.row, run)
         self._write_status(force=True)
 
     def _on_cache(self, job: Job, event: CachePacked) -> None:
@@ -443,12 +476,14 @@ class SweepDriver:
         self.inflight.pop(job.job_id, None)
         for run in job.block.runs:
             self.state.running.pop(run.run_id, None)
+            self.state.eta.forget(run.run_id)
 
     def _requeue(self, job: Job, error: str) -> None:
         """Re-run what a lost block had not finished, first in line (elsewhere, if its node is gone)."""
         left = tuple(r for r in job.block.runs if r.run_id not in job.reported)
         for r in left:
             self.state.running.pop(r.run_id, None)
+            self.state.eta.forget(r.run_id)
         if not left or self.state.cancelled:
             return
         self.lost[job.block.block_id] += 1

@@ -97,7 +97,8 @@ class PlainProgress:
                 cache += " from another node"
             return f"start {event.run_id} on node {_short(event.node_id)} (attempt {event.attempt}{cache})"
         if kind == "step" and event.val_loss is not None:
-            return f"{event.run_id} step {event.step}/{event.total} val_loss {event.val_loss:.4f}"
+            line = f"{event.run_id} step {event.step}/{event.total} val_loss {event.val_loss:.4f}"
+            return f"{line}; ETA {format_duration(state.eta_s(self.parallel))}"
         if kind == "run":
             return f"{done} {_run_line(event)}; ETA {format_duration(state.eta_s(self.parallel))}"
         if kind == "attempt":
