@@ -152,27 +152,31 @@ class SweepState:
         now = self.clock() if now is None else now
         if not self.queue and not self.inflight:
             return 0.0 if self.to_run - self.finished - self.deferred <= 0 else None
-        busy, waiting = [], []
+        busy, waiting, memo = [], [], {}
         for job in self.inflight.values():
             left = [r for r in job.block.runs if r.run_id not in job.reported]
             now_running = next((i for i, r in enumerate(left) if r.run_id in self.running), None)
             if now_running is None:
-                waiting.append(self._coming(left))  # submitted, waiting for its node: first in line
+                waiting.append(self._coming(left, memo))  # submitted, waiting for its node: first in line
                 continue
             cur = left[now_running]
-            busy.append(
-                [
-                    self.eta.left_s(cur.run_id, cur, now, startup_s(cur)),
-                    *self._coming(left[now_running + 1 :]),
-                ]
-            )
-        queued = waiting + [self._coming(b.runs) for b in self.queue]
+            rest = self._coming(left[now_running + 1 :], memo)
+            busy.append([self.eta.left_s(cur.run_id, cur, now, startup_s(cur)), *rest])
+        queued = waiting + [self._coming(b.runs, memo) for b in self.queue]
         if any(t is None for b in [*busy, *queued] for t in b):
             return None
         return makespan([sum(b) for b in busy], queued, max(1, parallel))
 
-    def _coming(self, runs: Sequence[RunSpec]) -> list[float | None]:
-        return [self.eta.run_s(r, startup_s(r)) for r in runs]
+    def _coming(self, runs: Sequence[RunSpec], memo: dict) -> list[float | None]:
+        """Predicted walls of coming runs; runs alike (arm, kind, steps, preset, estimate) are predicted
+        once per ETA (a sweep of thousands of runs has a handful of such kinds)."""
+        out = []
+        for r in runs:
+            key = (r.arm, r.is_trainer, r.params.get("steps"), r.preset, r.estimate_s)
+            if key not in memo:
+                memo[key] = self.eta.run_s(r, startup_s(r))
+            out.append(memo[key])
+        return out
 
     def run_estimate_s(self) -> float | None:
         """Wall seconds of a coming run: the mean of the ended runs that did not compile cold, when there
