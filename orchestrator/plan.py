@@ -137,13 +137,16 @@ PYTHON_VALUE_FLAGS = frozenset({"-W", "-X", "--check-hash-based-pycs"})
 def command_scripts(command: tuple[str, ...]) -> list[str]:
     """The scripts a command runs, which must exist: the first non-option argument after ``python``
     (``python3``, ...) or after ``torchrun`` and its options (none for ``-m module``, ``-c code`` or
-    torchrun's ``--no-python``), and every other non-option argument ending in .py or .sh."""
+    torchrun's ``--no-python``), and every other non-option argument ending in .py or .sh (not the code
+    after a ``-c``)."""
     argv = list(command)
     found = []
     first = _launched_script(argv)
     if first is not None:
         found.append(first)
-    for arg in argv:
+    for prev, arg in zip(["", *argv], argv, strict=False):
+        if prev == "-c":  # code for python or a shell (`bash -c "python x.py"`), not a file's name
+            continue
         if arg and not arg.startswith("-") and arg.lower().endswith(SCRIPT_SUFFIXES) and arg not in found:
             found.append(arg)
     return found

@@ -480,6 +480,8 @@ def test_the_shipped_sweeps_warn_of_nothing_turned_back_on():
         (["bash", "run.sh", "base"], ["run.sh"]),
         (["./go.sh", "x"], ["./go.sh"]),
         (["make", "all"], []),
+        (["bash", "-c", "python x.py"], []),
+        (["python", "-c", "import sys; sys.exit(1)", "data.sh"], ["data.sh"]),
     ],
 )
 def test_the_scripts_a_command_runs(command, scripts):
