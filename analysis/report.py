@@ -104,58 +104,75 @@ def ab_section(runs: pd.DataFrame, sweep: SweepInfo | dict, target) -> tuple[str
 
 
 def grid_section(runs: pd.DataFrame, sweep: SweepInfo | dict, target) -> tuple[str, pd.DataFrame]:
+    """(verdict, table) of a grid: the baseline arm's own row first, then each configuration against it."""
     base = baseline_arm(sweep, runs)
     table = summary.grid_table(runs, base, np.random.default_rng(BOOTSTRAP_SEED))
     if table.empty:
         return f"no configuration to compare with the baseline arm {base!r} yet", table
-    tested = table[table["n"] > 1]
+    ref = summary.baseline_row(runs, base)
+    n_base = ref["n"]
+    untested = (table["n"] < 2) | (n_base < 2)
+    tested = table[~untested]
     better = tested[(tested["loss_p_holm"] < 0.05) & (tested["loss_delta"] > 0)]
     worse = tested[(tested["loss_p_holm"] < 0.05) & (tested["loss_delta"] < 0)]
+    untested_text = (
+        f"no test (the baseline has n={n_base})"
+        if n_base < 2
+        else f"{int(untested.sum())} with n=1 (no test)"
+    )
     verdict = (
-        f"{len(table)} configurations against {base}: {len(better)} significantly lower loss, "
-        f"{len(worse)} significantly higher (Holm-corrected, 5 %); "
-        f"{len(table) - len(tested)} with n=1 (no test)"
+        f"{len(table)} configuration{'' if len(table) == 1 else 's'} against {base} (n={n_base}): "
+        f"{len(better)} significantly lower loss, {len(worse)} significantly higher (Holm-corrected, 5 %); "
+        + untested_text
     )
     for col in ("loss_p", "loss_p_holm", "time_p", "time_p_holm"):
         # Said plainly: a configuration with one run has a mean but no test (the seed's own plot had n=1).
-        table[col] = [
-            "no test (n=1)" if n < 2 else _fmt(p) for n, p in zip(table["n"], table[col], strict=True)
-        ]
-    return verdict, table
+        table[col] = ["no test (n=1)" if u else _fmt(p) for u, p in zip(untested, table[col], strict=True)]
+    return verdict, pd.concat([pd.DataFrame([ref], columns=table.columns), table], ignore_index=True)
 
 
-LAYER_POINT_COLUMNS = ["series", "layer", "final_val_loss", "train_time_s"]
+LAYER_POINT_COLUMNS = ["series", "arm", "layer", "final_val_loss", "train_time_s"]
 
 
-def layer_points(runs: pd.DataFrame, point_layers: dict[str, dict[str, int]] | None = None) -> pd.DataFrame:
-    """(series, layer, final_val_loss, train_time_s) of the ok runs whose grid point sweeps a layer.
+def layer_points(
+    runs: pd.DataFrame,
+    point_layers: dict[str, dict[str, int]] | None = None,
+    baseline_arm: str | None = None,
+) -> pd.DataFrame:
+    """(series, arm, layer, final_val_loss, train_time_s) of the ok runs that sit at a layer.
 
     `point_layers` is what the plan recorded (sweep.json: run_id -> {knob: layer}); a series is an arm
     and its knob, e.g. "drop_one (mlp_off)". Without it (results written before the plan recorded it)
     the layers are inferred from the knob values: the element of a run's list not common to every run
     of its arm (`mlp_off=[3]` gives 3 in "drop one", `[0, 3]` gives 3 in "drop MLP 0 and one more").
+    With `baseline_arm`, an arm of one configuration that differs from the baseline's by one layer of
+    one list knob is that layer's point too (`mlp_off: [0]` against `[]`: layer 0).
     """
     ok = runs[(runs["status"] == "ok") & runs["final_val_loss"].notna()]
     if point_layers is None:
-        return _inferred_layer_points(ok)
-    layers = [point_layers.get(r) or {} for r in ok["run_id"]]
-    rows = []
-    for knob in sorted({k for d in layers for k in d}):
-        for arm, g in ok.assign(_layer=[d.get(knob) for d in layers]).groupby("arm"):
-            g = g[g["_layer"].notna()]
-            times = g["train_time_ms"] / 1000.0
-            rows += [
-                (f"{arm} ({knob})", int(layer), v, t)
-                for layer, v, t in zip(g["_layer"], g["final_val_loss"], times, strict=True)
-            ]
+        rows = _inferred_layer_rows(ok)
+    else:
+        layers = [point_layers.get(r) or {} for r in ok["run_id"]]
+        rows = []
+        for knob in sorted({k for d in layers for k in d}):
+            for arm, g in ok.assign(_layer=[d.get(knob) for d in layers]).groupby("arm"):
+                g = g[g["_layer"].notna()]
+                rows += _point_rows(f"{arm} ({knob})", arm, [int(x) for x in g["_layer"]], g)
+    if baseline_arm is not None:
+        rows += _single_layer_arm_rows(ok, baseline_arm, skip={r[1] for r in rows})
     return pd.DataFrame(rows, columns=LAYER_POINT_COLUMNS)
 
 
-def _inferred_layer_points(ok: pd.DataFrame) -> pd.DataFrame:
+def _point_rows(series: str, arm: str, layers: list[int], g: pd.DataFrame) -> list[tuple]:
+    times = g["train_time_ms"] / 1000.0
+    return [(series, arm, x, v, t) for x, v, t in zip(layers, g["final_val_loss"], times, strict=True)]
+
+
+def _inferred_layer_rows(ok: pd.DataFrame) -> list[tuple]:
     """layer_points of results without recorded layers: arms varying a list-valued knob by one layer
     (arms where the extra element is not a single index are left out)."""
     rows = []
-    for col in (c for c in ok.columns if c.startswith("knob_") and c != "knob_seed"):
+    for col in _knob_columns(ok):
         for arm, g in ok.groupby("arm"):
             lists = [_as_list(v) for v in g[col]]
             if any(x is None for x in lists) or len({tuple(x) for x in lists}) < 2:
@@ -163,12 +180,40 @@ def _inferred_layer_points(ok: pd.DataFrame) -> pd.DataFrame:
             common = set.intersection(*(set(x) for x in lists))
             extra = [sorted(set(x) - common) for x in lists]
             if all(len(e) == 1 and isinstance(e[0], int) for e in extra):
-                label = f"{arm} ({col[5:]})"
-                times = g["train_time_ms"] / 1000.0
-                rows += [
-                    (label, e[0], v, t) for e, v, t in zip(extra, g["final_val_loss"], times, strict=True)
-                ]
-    return pd.DataFrame(rows, columns=LAYER_POINT_COLUMNS)
+                rows += _point_rows(f"{arm} ({col[5:]})", arm, [e[0] for e in extra], g)
+    return rows
+
+
+def _knob_columns(runs: pd.DataFrame) -> list[str]:
+    return [c for c in runs.columns if c.startswith("knob_") and c != "knob_seed"]
+
+
+def _single_layer_arm_rows(ok: pd.DataFrame, baseline_arm: str, skip: set[str]) -> list[tuple]:
+    """Points of the arms (not in `skip`) whose runs share one configuration that adds one layer to one
+    list knob of the baseline arm's and differs in nothing else: a plain `set: {mlp_off: [0]}` arm."""
+    cols = _knob_columns(ok)
+    ref = _one_config(ok[ok["arm"] == baseline_arm], cols)
+    rows = []
+    for arm, g in ok.groupby("arm"):
+        cfg = _one_config(g, cols)
+        if arm == baseline_arm or arm in skip or ref is None or cfg is None:
+            continue
+        differ = [c for c in cols if cfg[c] != ref[c]]
+        new, old = (_as_list(cfg[differ[0]]), _as_list(ref[differ[0]])) if len(differ) == 1 else (None, None)
+        if new is None or old is None or not set(old) <= set(new):
+            continue
+        extra = sorted(set(new) - set(old))
+        if len(extra) == 1 and isinstance(extra[0], int) and not isinstance(extra[0], bool):
+            rows += _point_rows(f"{arm} ({differ[0][5:]})", str(arm), [extra[0]] * len(g), g)
+    return rows
+
+
+def _one_config(g: pd.DataFrame, cols: list[str]) -> dict[str, str] | None:
+    """The knob values (as text) that every run of `g` shares, or None when they differ or `g` is empty."""
+    if g.empty:
+        return None
+    values = {c: set(g[c].astype(str)) for c in cols}
+    return None if any(len(v) > 1 for v in values.values()) else {c: v.pop() for c, v in values.items()}
 
 
 def _num_layers(runs: pd.DataFrame) -> int | None:
@@ -326,16 +371,39 @@ def _fmt(x) -> str:
     return str(x)
 
 
+def config_order(ok: pd.DataFrame, base: str | None, arms=()) -> list[tuple[str, str]]:
+    """(configuration, arm) of the runs in `ok` (a `config` column) as the figures list them: the
+    baseline arm first, then the arms in the spec's order (`arms`), each arm's configurations in plan
+    order (their first run's block and position: a drop-one grid by layer)."""
+    rank = {a: i for i, a in enumerate(arms)}
+    pos = pd.DataFrame({
+        "config": ok["config"], "arm": ok["arm"].astype(str),
+        "block": ok.get("block", np.nan), "order": ok.get("order_index", np.nan),
+    }).fillna({"block": np.inf, "order": np.inf})  # fmt: skip
+    first = pos.groupby(["arm", "config"], sort=False)[["block", "order"]].min().reset_index()
+    keys = sorted(
+        first.itertuples(index=False),
+        key=lambda r: (r.arm != base, rank.get(r.arm, len(rank)), r.arm, r.block, r.order, r.config),
+    )
+    return [(r.config, r.arm) for r in keys]
+
+
 def make_figures(
-    runs: pd.DataFrame, steps: pd.DataFrame, base: str | None, target, point_layers=None
+    runs: pd.DataFrame, steps: pd.DataFrame, base: str | None, target, point_layers=None, arms=(), kind=None
 ) -> dict:
-    """name -> figure; only the figures the data supports (`point_layers`: see `layer_points`)."""
+    """name -> figure; only the figures the data supports (`point_layers`: see `layer_points`). One
+    colour per configuration in all of them (`figures.colors_for`), arms listed in the order of `arms`
+    (the spec's); an A/B (`kind` "ab") has no layer figure."""
     ok = runs[runs["status"] == "ok"]
-    figs = {}
-    if len(ok):
-        figs["train_time"] = figures.train_times(run_order(ok))[0]
-        figs["final_loss"] = figures.loss_distribution(ok)[0]
-    pts = layer_points(runs, point_layers)
+    if not len(ok):
+        return {}
+    ok = ok.assign(config=summary.config_names(ok, base))
+    colors = figures.colors_for(config_order(ok, base, arms), base)
+    figs = {
+        "train_time": figures.train_times(run_order(ok), colors)[0],
+        "final_loss": figures.loss_distribution(ok, colors)[0],
+    }
+    pts = layer_points(ok, point_layers, base) if kind != "ab" else pd.DataFrame()
     if len(pts):
         base_runs = ok[ok["arm"] == base]
         base_loss = base_runs["final_val_loss"].dropna()
@@ -346,9 +414,11 @@ def make_figures(
             target,
             base_time.mean() if len(base_time) else None,
             num_layers=_num_layers(ok),
+            colors={s: colors.arm[a] for s, a in zip(pts["series"], pts["arm"], strict=True)},
         )[0]
-    if len(steps) and steps["val_loss"].notna().any():
-        figs["loss_curves"] = figures.loss_curves(steps, runs)[0]
+    curves = figures.loss_curves(steps, ok, base, colors) if len(steps) and base is not None else None
+    if curves is not None:
+        figs["loss_curves"] = curves[0]
     return figs
 
 
@@ -376,7 +446,8 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
         sections = [
             ("Verdict", [verdict]),
             (
-                "Configurations against the baseline (sorted by loss effect; delta = baseline - config, "
+                "Configurations against the baseline (its own row first, then sorted by loss effect; "
+                "delta = baseline - config, "
                 "positive = lower loss or faster; p: Welch, two-sided)",
                 table,
             ),
@@ -391,7 +462,8 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
     if len(failed):
         sections.append((FAILED_HEADING, failed))
     steps = folder.read_steps(val_only=True)
-    figs = make_figures(runs, steps, baseline_arm(sweep, runs), target, sweep.point_layers)
+    base = baseline_arm(sweep, runs)
+    figs = make_figures(runs, steps, base, target, sweep.point_layers, sweep.arms, kind)
     overhead = overhead_table(runs)
     sections += [("Per-run overhead (startup_s = wall_s - train time)", overhead)]
     if ratios := overhead_ratios(overhead):

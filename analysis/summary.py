@@ -343,6 +343,21 @@ def _label_text(x) -> str:
     return ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(d.items()))
 
 
+def baseline_row(runs: pd.DataFrame, baseline_arm: str) -> dict:
+    """The grid table's first row: the baseline arm's own n and means over its ok runs (what every delta
+    is taken from); its delta and p cells say "-", its name is the arm's, "(baseline)" added unless the arm
+    is named so."""
+    base = runs[(runs["status"] == "ok") & (runs["arm"] == baseline_arm)]
+    loss, secs = base["final_val_loss"].dropna(), base["train_time_ms"].dropna() / 1000.0
+    dash = dict.fromkeys(
+        ("loss_delta", "loss_p", "time_delta_s", "time_p", "loss_p_holm", "time_p_holm"), "-"
+    )
+    name = baseline_arm if baseline_arm == "baseline" else f"{baseline_arm} (baseline)"
+    return {"config": name, "n": len(base),
+            "mean_val_loss": float(loss.mean()) if len(loss) else None,
+            "mean_time_s": float(secs.mean()) if len(secs) else None, **dash}  # fmt: skip
+
+
 def grid_table(runs: pd.DataFrame, baseline_arm: str, rng: np.random.Generator) -> pd.DataFrame:
     """Each configuration against the baseline arm on final loss and time, sorted by loss effect.
 

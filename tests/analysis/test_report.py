@@ -302,3 +302,108 @@ def test_failed_runs_table_gives_each_reason(tmp_path):
 def test_no_failed_runs_no_table(tmp_path):
     md = write_report(make_ab_results(tmp_path / "ab"))["md"].read_text()
     assert "Failed runs" not in md
+
+
+def _mixed_grid(root):
+    """baseline x2, a plain `set: {mlp_off: [0]}` arm x2, a drop-one grid over layers 3 and 6 (recorded
+    by the plan), and an arm that drops MLP 0 but also trains longer; every run with a val curve."""
+    from analysis.resultsdir import ResultsDir, SweepInfo
+
+    runs = [("b0", "baseline", [], 100), ("b1", "baseline", [], 100), ("m0", "mlp0", [0], 100),
+            ("m1", "mlp0", [0], 100), ("d3", "drop_one", [3], 100), ("d6", "drop_one", [6], 100),
+            ("w0", "longer", [0], 120)]  # fmt: skip
+    for k, (run_id, arm, mlp_off, steps) in enumerate(runs):
+        row = run_row(run_id, arm, loss=3.30 + 0.001 * k, time_ms=1000.0 + k, block=k, when=k,
+                      params={"mlp_off": mlp_off, "steps": steps, "num_layers": 12})  # fmt: skip
+        store.write_run(root, row, {"mlp_off": "json", "steps": "int"})
+        store.write_steps(
+            root, run_id, [{"step": s, "val_loss": 4.0 - s / 100 + 0.001 * k} for s in (0, 50, 100)]
+        )
+    arms = ("baseline", "mlp0", "drop_one", "longer")
+    layers = {"d3": {"mlp_off": 3}, "d6": {"mlp_off": 6}}
+    ResultsDir(root).write_sweep(SweepInfo("mixed", "grid", None, "baseline", arms, point_layers=layers))
+    return root
+
+
+def test_a_plain_set_arm_is_the_layer_point_it_adds(tmp_path):
+    """`mlp0: {set: {mlp_off: [0]}}` against a baseline without it is layer 0 of the layer figure, as a
+    grid point is; an arm that also changes another knob (steps) is not a layer ablation."""
+    runs = store.read_runs(_mixed_grid(tmp_path))
+    pts = layer_points(runs, {"d3": {"mlp_off": 3}, "d6": {"mlp_off": 6}}, "baseline")
+    got = sorted(pts[["series", "arm", "layer"]].itertuples(index=False, name=None))
+    assert got == [("drop_one (mlp_off)", "drop_one", 3), ("drop_one (mlp_off)", "drop_one", 6),
+                   ("mlp0 (mlp_off)", "mlp0", 0), ("mlp0 (mlp_off)", "mlp0", 0)]  # fmt: skip
+    # older folders (no recorded layers) too; and without a baseline arm there is nothing to add to
+    assert sorted(layer_points(runs, None, "baseline")["layer"]) == [0, 0, 3, 6]
+    assert sorted(layer_points(runs, {"d3": {"mlp_off": 3}, "d6": {"mlp_off": 6}})["layer"]) == [3, 6]
+    # a baseline that already drops MLP 0: [0] is no ablation of it, [0, 5] is layer 5
+    moved = runs.assign(knob_mlp_off=runs["knob_mlp_off"].replace({"[]": "[0]", "[3]": "[0, 5]"}))
+    assert layer_points(moved[moved["arm"] != "drop_one"], None, "baseline").empty
+    pts = layer_points(moved[moved["run_id"] != "d6"], None, "baseline")
+    assert pts[["series", "layer"]].values.tolist() == [["drop_one (mlp_off)", 5]]
+
+
+def test_every_figure_gives_a_configuration_the_same_colour(tmp_path):
+    from matplotlib.colors import to_hex
+
+    from analysis.report import make_figures
+
+    root = _mixed_grid(tmp_path)
+    sweep = store.read_sweep(root)
+    runs, steps = store.read_runs(root), store.read_steps(root)
+    figs = make_figures(runs, steps, "baseline", None, sweep["point_layers"], sweep["arms"], "grid")
+    boxes = figs["final_loss"].axes[0]
+    names = [t.get_text() for t in boxes.get_yticklabels()]
+    assert names == [
+        "baseline",
+        "mlp0 (mlp_off: [] -> [0])",
+        "drop_one (mlp_off: [] -> [3])",
+        "drop_one (mlp_off: [] -> [6])",
+        "longer (mlp_off: [] -> [0], steps: 100 -> 120)",
+    ]
+    box_color = dict(
+        zip(names, (to_hex(p.get_facecolor(), keep_alpha=False) for p in boxes.patches), strict=True)
+    )
+    assert box_color["baseline"] == "#000000" and len(set(box_color.values())) == 5
+    curves = figs["loss_curves"].axes[0]
+    curve_color = {
+        line.get_label(): line.get_color() for line in curves.lines if not line.get_label().startswith("_")
+    }
+    assert curve_color.pop("baseline mean (n=2)") == "#000000"
+    assert curve_color == {n: c for n, c in box_color.items() if n != "baseline"}
+    times = figs["train_time"].axes[0]
+    dot_color = {t.get_text(): to_hex(h.get_color()) for t, h in zip(times.get_legend().get_texts(),
+                 times.get_legend().legend_handles, strict=True)}  # fmt: skip
+    assert dot_color == box_color
+    layer = figs["layer_ablation"].axes[0]
+    series = {c.get_label(): to_hex(c.lines[0].get_color()) for c in layer.containers}
+    assert set(series) == {"mlp0 (mlp_off)", "drop_one (mlp_off)"}  # `longer` is no layer ablation
+    assert series["mlp0 (mlp_off)"] == box_color["mlp0 (mlp_off: [] -> [0])"]  # an arm of one configuration
+    mlp0 = next(c for c in layer.containers if c.get_label() == "mlp0 (mlp_off)")
+    assert list(mlp0.lines[0].get_xdata()) == [0]  # drawn as the layer-0 point
+
+
+def test_grid_verdict_counts_in_words_and_the_baseline_has_its_row(tmp_path):
+    from analysis.report import grid_section
+
+    for k, (arm, loss) in enumerate([("base", 3.30), ("base", 3.31), ("cand", 3.28), ("cand", 3.285)]):
+        store.write_run(tmp_path, run_row(f"r{k}", arm, loss=loss, time_ms=1000.0 + k, when=k), {})
+    runs = store.read_runs(tmp_path)
+    verdict, table = grid_section(runs, {"baseline_arm": "base"}, None)
+    assert verdict.startswith("1 configuration against base (n=2): ") and verdict.endswith(
+        "0 with n=1 (no test)"
+    )
+    first = table.iloc[0]
+    assert (first["config"], first["n"], first["loss_delta"], first["loss_p"]) == (
+        "base (baseline)",
+        2,
+        "-",
+        "-",
+    )
+    assert first["mean_val_loss"] == pytest.approx(3.305) and first["mean_time_s"] == pytest.approx(1.0005)
+    assert table["config"].tolist()[1:] == ["cand"]
+    verdict, table = grid_section(runs[runs["run_id"] != "r1"], {"baseline_arm": "base"}, None)
+    assert verdict.endswith("no test (the baseline has n=1)") and table["loss_p"].tolist() == [
+        "-",
+        "no test (n=1)",
+    ]
