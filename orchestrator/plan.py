@@ -681,6 +681,10 @@ def describe_plan(plan: Plan, done_run_ids: frozenset[str] | set[str] = frozense
     return "\n".join(lines) + "\n"
 
 
+POINT_DIFF_LINES = 32
+"""Grid points of one arm whose difference from the baseline the dry-run lists (a big grid: the first)."""
+
+
 def _arm_totals(plan: Plan) -> list[str]:
     """Per arm: its runs and points, how each point differs from the baseline arm, its first command."""
     lines = ["arms:"]
@@ -691,16 +695,23 @@ def _arm_totals(plan: Plan) -> list[str]:
         points = len({_canonical(r.point.values) for r in mine})
         lines.append(f"  {arm:<{aw}}  {len(mine):>3} runs, {points:>2} point(s)")
         if base is not None and arm != plan.baseline_arm:
-            lines += [f"      vs {plan.baseline_arm}{at}: {text}" for at, text in _point_diffs(base, mine)]
+            lines += _point_diffs(plan.baseline_arm, base, mine)
         if mine:  # the first run's command: the others differ only in their grid point
             lines.append(f"      {shlex.join(mine[0].command)}")
     return lines
 
 
-def _point_diffs(base: RunSpec, runs: list[RunSpec]) -> list[tuple[str, str]]:
-    """(" at <point>" or "", difference from ``base``) for each grid point of ``runs``, in plan order."""
-    ordered = _point_runs(runs)
-    return [(f" at {_point(r.point.values)}" if len(ordered) > 1 else "", run_diff(base, r)) for r in ordered]
+def _point_diffs(baseline: str, base: RunSpec, runs: list[RunSpec]) -> list[str]:
+    """`vs <baseline>[ at <point>]: <difference>` for each grid point of ``runs`` in plan order (the first
+    POINT_DIFF_LINES of a big grid: the run table lists every point)."""
+    points = _point_runs(runs)
+    lines = []
+    for r in points[:POINT_DIFF_LINES]:
+        at = f" at {_point(r.point.values)}" if len(points) > 1 else ""
+        lines.append(f"      vs {baseline}{at}: {run_diff(base, r)}")
+    if len(points) > POINT_DIFF_LINES:
+        lines.append(f"      ... and {len(points) - POINT_DIFF_LINES} more points")
+    return lines
 
 
 def run_diff(base: RunSpec, run: RunSpec) -> str:

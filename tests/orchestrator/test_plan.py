@@ -525,3 +525,17 @@ def test_a_command_arm_differs_by_its_arguments_cwd_and_env(ab_dir):
     assert plan_mod.run_diff(base, cand) == "base -> cand, env MODE: (unset) -> fast"
     longer = dataclasses.replace(cand, command=(*cand.command, "--fast"), env={}, cwd="elsewhere")
     assert plan_mod.run_diff(base, longer) == "base -> cand --fast, cwd: . -> elsewhere"
+
+
+def test_a_big_grid_lists_the_first_points_differences():
+    spec = parse_spec(
+        {
+            "name": "s",
+            "trainer": {"preset": "tiny"},
+            "arms": {"baseline": {}, "g": {"grid": {"steps": list(range(1, 41))}}},
+        }
+    )
+    lines = [ln.strip() for ln in describe_plan(make_plan(spec)).splitlines() if ln.startswith("      ")]
+    diffs = [ln for ln in lines if ln.startswith("vs baseline")]
+    assert len(diffs) == plan_mod.POINT_DIFF_LINES and diffs[0] == "vs baseline at steps=1: steps: 200 -> 1"
+    assert "... and 8 more points" in lines
