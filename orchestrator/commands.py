@@ -230,6 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _plan_checks(spec, plan, dry_run=True)
         return 0
     _plan_checks(spec, plan, dry_run=False)
+    check_ray_address(args.address)  # before anything is written: a wrong address is one line
     decide = _decider(plan) if args.until_decided else None
     with ResultsLock(results_dir):
         _check_stored_spec(results_dir, spec, args.force_spec_change)
@@ -294,6 +295,37 @@ def _missing(plan, results_dir: Path, retry_failed: bool) -> int:
     return missing
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_ray_address(address: str | None, timeout_s: float = 3.0) -> None:
+    """One line (UserError) when nothing answers at `--address host:port`, instead of Ray's minutes of
+    retries ending in a traceback. `ray start --head` binds the node's address, not 127.0.0.1, so a
+    loopback address that does not answer gets that said. None (ablate's own Ray) and 'auto' pass."""
+    import socket
+
+    if address is None or address == "auto":
+        return
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--address {address}: give host:port, e.g. 10.0.0.5:6379, or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        if host in LOOPBACK_HOSTS:
+            raise UserError(
+                f"--address {address}: nothing listens there ({why}); `ray start --head` binds this "
+                f"machine's address, not {host}: pass the address it printed (e.g. 10.0.0.5:{port}) or "
+                "--address auto"
+            ) from None
+        raise UserError(
+            f"--address {address}: cannot connect ({why}); is `ray start --head --port={port}` running on "
+            f"{host}, and its port open from here?"
+        ) from None
+
+
 def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, deadline: float | None):
     """Start or join Ray, run the driver, always shut down what we started."""
     import importlib.util
@@ -313,9 +345,14 @@ def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, de
         shared_cache_dir=getattr(spec.resources, "compile_cache_dir", None),
         want_seed=not args.no_compile_cache,
     )
-    executor = RayExecutor.start(
-        args.address, dashboard=args.dashboard, num_cpus=args.num_cpus, num_gpus=args.num_gpus
-    )
+    try:
+        executor = RayExecutor.start(
+            args.address, dashboard=args.dashboard, num_cpus=args.num_cpus, num_gpus=args.num_gpus
+        )
+    except ConnectionError as e:  # Ray's: no cluster found (--address auto), or none at the address
+        if not args.address:
+            raise
+        raise UserError(f"--address {args.address}: {str(e).splitlines()[0]}") from None
     # Ray's start (seconds on a fresh machine) counts against --time-limit: the driver gets what is left
     time_limit_s = None if deadline is None else max(0.0, deadline - time.monotonic())
     options = SweepOptions(
@@ -406,9 +443,9 @@ def status_text(results_dir: Path) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     results_dir = Path(args.results_dir)
     if not results_dir.is_dir():
-        raise UserError(
-            f"{results_dir}: no such results folder; pass one written by `ablate run`, e.g. results/demo"
-        )
+        from analysis.report import missing_folder_text
+
+        raise UserError(missing_folder_text(results_dir))
     if not ResultsDir(results_dir).is_results():
         raise UserError(f"{results_dir}: not a sweep's results folder (no sweep.json, no runs/)")
     with contextlib.suppress(BrokenPipeError):

@@ -1,0 +1,108 @@
+"""One line, exit 2, for the mistakes a newcomer makes following the README (issue 17.6): a results
+folder that is not there (the folders that are, nearest first) and a Ray address nothing answers at."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+
+import pytest
+
+from orchestrator.cli import main
+from tests.orchestrator.helpers import write_spec
+
+
+def _results_folder(path):
+    path.mkdir(parents=True)
+    (path / "sweep.json").write_text(json.dumps({"name": path.name, "kind": "grid"}))
+
+
+@pytest.mark.parametrize("verb", ["status", "report"])
+def test_a_missing_results_folder_names_those_that_exist_nearest_first(tmp_path, capsys, verb):
+    """`ablate run sweeps/drop_one_mlp.yaml --profile cpu` writes results/drop_one_mlp-cpu."""
+    results = tmp_path / "results"
+    for name in ("demo", "drop_one_mlp-cpu", "record_ab-cpu"):
+        _results_folder(results / name)
+    (results / "notes").mkdir()  # not a results folder: not offered
+    assert main([verb, str(results / "drop_one_mlp")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    listed = ", ".join(str(results / n) for n in ("drop_one_mlp-cpu", "demo", "record_ab-cpu"))
+    missing = results / "drop_one_mlp"
+    assert (
+        err == f"ablate: error: {missing}: no such results folder; {results} has {listed} (nearest first)\n"
+    )
+
+
+def test_a_missing_results_folder_where_there_is_none(tmp_path, capsys):
+    assert main(["status", str(tmp_path / "drop_one_mlp")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"no such results folder, and {tmp_path} holds none; `ablate run SPEC` writes results/<spec name>"
+        in err
+    )
+    assert main(["report", str(tmp_path / "no" / "x")]) == 2
+    assert f"nor is there a folder {tmp_path / 'no'}" in capsys.readouterr().err
+
+
+def _closed_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+def test_an_address_nothing_answers_at_is_one_line_before_ray_starts(tmp_path, capsys):
+    """README's cluster section on one machine: `ray start --head --port=6390` binds the node's address,
+    so `--address 127.0.0.1:6390` finds nobody; Ray would retry for minutes and end in a traceback."""
+    port = _closed_loopback_port()
+    results = tmp_path / "r"
+    argv = ["run", str(write_spec(tmp_path)), "--results", str(results), "--plain", "--no-report"]
+    assert main([*argv, "--address", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"ablate: error: --address 127.0.0.1:{port}: nothing listens"
+    )
+    assert "binds this machine's address, not 127.0.0.1" in err and "--address auto" in err
+    assert not results.exists()  # nothing written
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    assert main([*argv, "--address", "127.0.0.1"]) == 2
+    assert "--address 127.0.0.1: give host:port, e.g. 10.0.0.5:6379, or auto" in capsys.readouterr().err
+
+
+def test_an_address_that_answers_passes_the_check():
+    from orchestrator.commands import check_ray_address
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        check_ray_address(f"127.0.0.1:{server.getsockname()[1]}")  # no error
+    check_ray_address("auto")  # Ray finds it (or says it found none: one line too)
+    check_ray_address(None)  # ablate's own Ray
+
+
+def test_the_readmes_status_and_report_examples_name_folders_its_runs_write():
+    """An `ablate status|report results/X` of the README names the folder the `ablate run` line above it
+    in its block writes (results/<spec name>, results/<name>-<profile> with --profile), or, in a block
+    without one, a folder some run of the README writes."""
+    import re
+    from pathlib import Path
+
+    from orchestrator.spec import load_spec
+
+    root = Path(__file__).resolve().parents[2]
+    blocks = re.findall(r"```bash\n(.*?)```", (root / "README.md").read_text(), flags=re.S)
+    run = re.compile(r"^ablate run (sweeps/\S+\.yaml)(?:.*?--profile (\w+))?", flags=re.M)
+    every = {"demo"} | {
+        load_spec(root / m[1], profile=m[2]).name for b in blocks for m in run.finditer(b, re.M)
+    }
+    checked = 0
+    for block in blocks:
+        last = None
+        for line in block.splitlines():
+            if m := run.match(line):
+                last = load_spec(root / m[1], profile=m[2]).name
+            elif m := re.match(r"ablate (?:status|report) results/(\S+)", line):
+                assert (m[1] == last) if last else (m[1] in every), line
+                checked += 1
+    assert checked >= 2
