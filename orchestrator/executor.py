@@ -246,16 +246,40 @@ def start_local_ray(
     _loopback_mode()
     import ray
 
-    ray.init(
-        address="local",  # a new instance, even if another Ray runs on this machine
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        include_dashboard=dashboard,
-        dashboard_host="127.0.0.1",
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    with _without_token_notice():
+        ray.init(
+            address="local",  # a new instance, even if another Ray runs on this machine
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+            configure_logging=False,
+        )
+
+
+TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
+"""Ray's warning (Ray 2.60) each time ray.init starts a cluster, whose default is token auth on."""
+
+
+@contextlib.contextmanager
+def _without_token_notice() -> Iterator[None]:
+    """Keep Ray's token notice off the console while the embedded Ray starts: it came with every
+    `ablate run`, about a Ray that listens on loopback only, and needs nothing done. It filters
+    the message only; Ray's authentication itself is untouched (tests/test_security.py)."""
+    import logging
+
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(TOKEN_NOTICE)
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def _loopback_mode() -> None:
