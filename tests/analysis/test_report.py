@@ -4,6 +4,7 @@ import base64
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -407,3 +408,33 @@ def test_grid_verdict_counts_in_words_and_the_baseline_has_its_row(tmp_path):
         "-",
         "no test (n=1)",
     ]
+
+
+def test_identical_runs_report_without_a_runtime_warning(tmp_path):
+    """Runs with equal losses and times (a cached or deterministic job) once printed scipy's
+    'catastrophic cancellation' RuntimeWarning; the tests are numpy and scipy.special now: the report
+    and the A/B lines say n/a where there is no spread, and nothing is printed beside them."""
+    import json
+    import warnings
+
+    from analysis import summary
+
+    for k, arm in enumerate(["baseline", "candidate"] * 3):
+        row = run_row(f"i{k}", arm, loss=3.3, time_ms=1000.0, block=k // 2, order=k % 2, when=k)
+        store.write_run(tmp_path, row, {})
+        store.write_steps(
+            tmp_path, row["run_id"], [{"step": s, "val_loss": 4.0 - s / 100} for s in (0, 50, 100)]
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        for kind in ("ab", "grid"):
+            sweep = {"name": "same", "kind": kind, "target_val_loss": 3.28, "baseline_arm": "baseline"}
+            (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+            md = write_report(tmp_path)["md"].read_text()
+        same = {a: {"loss": [3.3] * 3, "time_s": [1.0] * 3} for a in ("baseline", "candidate")}
+        s = summary.ab_summary(same, 3.28, np.random.default_rng(0), {"time_s": [0.0] * 3, "loss": [0.0] * 3})
+        lines = summary.ab_lines(s) + summary.ab_extra_lines(s)
+    assert "timing difference not significant (0.0000 s, p=n/a)" in summary.ab_verdict(s)
+    assert "Welch t=n/a df=1.0 p(one-sided, candidate faster)=n/a p(two-sided)=n/a" in lines
+    row = next(line for line in md.splitlines() if line.startswith("| candidate |")).split(" | ")
+    assert row[1:4] == ["3", "3.3000", "0.0000"] and row[6:8] == ["0.0000", "n/a"]  # no spread in time: no p
