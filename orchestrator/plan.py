@@ -28,6 +28,7 @@ from orchestrator.spec import (
     NON_IDENTITY_FIELDS,
     Arm,
     Spec,
+    SpecError,
     grid_points,
     parse_trainer_args,
     trainer_command_args,
@@ -307,8 +308,32 @@ def _units(spec: Spec) -> list[_Unit]:
         if arm.is_command:
             units.append(_command_unit(spec, arm, repeats))
         else:
-            units.extend(_trainer_unit(spec, arm, p, repeats) for p in arm_points(arm))
+            points = arm_points(arm)
+            counts = point_repeats(spec, arm, points, repeats)
+            units.extend(_trainer_unit(spec, arm, p, n) for p, n in zip(points, counts, strict=True))
     return units
+
+
+def point_repeats(spec: Spec, arm: Arm, points: list[GridPoint], default: int) -> list[int]:
+    """Replicates of each of ``points``: ``default``, or what ``arm.repeats_at`` gives the layer a point
+    sweeps. Every layer named there must be a point of a grid that sweeps one knob by layer."""
+    if not arm.repeats_at:
+        return [default] * len(points)
+    where = f"{spec.source}: arms.{arm.name}.repeats"
+    swept = {k for p in points for k in p.layers}
+    if len(swept) != 1 or any(len(p.layers) != 1 for p in points):
+        raise SpecError(
+            f"{where}: repeats by layer needs a grid that sweeps one knob a layer at a time "
+            '(e.g. mlp_off: {each_layer: "0-11"}); give an integer'
+        )
+    count = {layer: n for layers, n in arm.repeats_at for layer in layers}
+    missing = sorted(set(count) - {p.layers[next(iter(swept))] for p in points})
+    if missing:
+        raise SpecError(
+            f"{where}: layer {missing[0]} is not a point of this arm's grid; name swept layers only"
+        )
+    knob = next(iter(swept))
+    return [count.get(p.layers[knob], default) for p in points]
 
 
 def arm_points(arm: Arm) -> list[GridPoint]:

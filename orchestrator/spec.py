@@ -11,7 +11,8 @@ The language (see sweeps/README.md for examples):
 - ``arms: {name: ARM}``; an ARM is ``{set: {knob: value}}`` (one configuration), ``{grid: {knob:
   [values]}}`` (the cartesian product; ``set`` may be given too, applied to every point), or
   ``{command: [argv...], cwd, env}`` (any program, never through a shell). In a grid, ``repeats``
-  on an arm overrides the spec's.
+  on an arm overrides the spec's; on a grid that sweeps a layer it may also be a mapping from layer
+  ranges to counts, ``{"0,9-11": 3, rest: 1}`` (more replicates where the effects are expected).
 - Grid shorthand for per-layer ablations: ``{each_layer: "0-11"}`` is ``[[0], [1], ..., [11]]``;
   ``{each_layer: "1-11", with: [0]}`` is ``[[0, 1], [0, 2], ...]``; ``{each_layer: "0-11", value:
   glu}`` is ``[{0: glu}, {1: glu}, ...]``. Ranges are ``"a-b"``, comma lists ``"0,6,11"`` or YAML lists.
@@ -103,7 +104,11 @@ class Arm:
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     repeats: int | None = None
-    """Replicates of each grid point (None = the spec's ``repeats``)."""
+    """Replicates of each grid point (None = the spec's ``repeats``); with ``repeats_at``, of the points
+    whose swept layer it does not name."""
+    repeats_at: tuple[tuple[tuple[int, ...], int], ...] = ()
+    """(layers, replicates) pairs from ``repeats: {"0,9-11": 3, rest: 1}``: a grid point whose swept layer
+    is in ``layers`` runs that many times (the plan checks that the grid sweeps those layers)."""
     removed: dict[str, tuple[int, ...]] = field(default_factory=dict)
     """Layers this arm takes out of an inherited layer list in so many words (``{remove: [7]}``, in its
     set or grid), per knob: turning them back on is meant, so the plan does not warn about it. ``set``
@@ -522,11 +527,40 @@ def _arm(ctx: _Ctx, name: Any, body: Any, trainer: _Over) -> Arm:
     for key in ("cwd", "env"):
         if key in b:
             raise ctx.fail(f"{path}.{key}", "only for command arms; add command: [argv...] or remove it")
-    repeats = None if b.get("repeats") is None else _int(ctx, b["repeats"], f"{path}.repeats", 1)
+    repeats, repeats_at = _arm_repeats(ctx, b.get("repeats"), f"{path}.repeats", "grid" in b)
     sets, removed = _flatten_level(ctx, f"{path}.set", trainer, _knob_map(ctx, b.get("set"), f"{path}.set"))
     over = _Over(ctx, f"{path}.set", trainer.preset, {**trainer.overrides, **sets}, tuple(sets))
     grid = _grid(ctx, b.get("grid"), f"{path}.grid", over, removed) if "grid" in b else ()
-    return Arm(name=name, set=sets, grid=grid, repeats=repeats, removed=removed)
+    return Arm(name=name, set=sets, grid=grid, repeats=repeats, repeats_at=repeats_at, removed=removed)
+
+
+def _arm_repeats(
+    ctx: _Ctx, value: Any, path: str, has_grid: bool
+) -> tuple[int | None, tuple[tuple[tuple[int, ...], int], ...]]:
+    """An arm's ``repeats``: an integer, or ``{LAYERS: n, ..., rest: m}`` on a grid (``rest`` optional:
+    the spec's ``repeats``). Returns (the count for other points, (layers, count) pairs)."""
+    if value is None:
+        return None, ()
+    if not isinstance(value, Mapping):
+        return _int(ctx, value, path, 1), ()
+    if not has_grid:
+        raise ctx.fail(path, "repeats by layer needs a grid that sweeps a layer; give an integer")
+    if not value:
+        raise ctx.fail(path, 'empty; give counts per layer range, e.g. {"0,9-11": 3, rest: 1}')
+    rest, pairs, seen = None, [], {}
+    for key, n in value.items():
+        if key == "rest":
+            rest = _int(ctx, n, f"{path}.rest", 1)
+            continue
+        layers = _parse_layers(ctx, key, f"{path}.{key}")
+        for layer in layers:
+            if layer in seen:
+                raise ctx.fail(
+                    f"{path}.{key}", f"layer {layer} is also in {seen[layer]!r}; name each layer once"
+                )
+            seen[layer] = key
+        pairs.append((layers, _int(ctx, n, f"{path}.{key}", 1)))
+    return rest, tuple(pairs)
 
 
 def _command_arm(ctx: _Ctx, name: str, b: dict) -> Arm:
