@@ -21,6 +21,10 @@
 #           sides, as many steps as the corpus holds for upstream's non-cycling loader (at most 80)
 #   textspread issue 18: sweeps/h200_text_spread.yaml (h200-mini on the real-text shards: baseline x4,
 #           mlp_off=[11] x1): the run-to-run spread that sets the real-text figure's repeats (~13 min)
+#   textdrop  issue 18: the seed's whole figure on the real-text shards (sweeps/drop_one_mlp.yaml
+#           --profile h200-text, 41 runs), --time-limit ${TIME_LIMIT:-24m}, in parts over several sessions:
+#           resumes results/h200-text-drop-one-mlp when it is in the checkout. Keep trainer/ (but for its
+#           corpus builders, trainer/english/) unchanged in between: its source hash is part of the run ids
 #   x8      issue 9 on nvidia-h200-x8: sweeps/speedrun_ab.yaml --profile synthetic (8 GPUs a run),
 #           --time-limit ${TIME_LIMIT:-24m}. A later session resumes: carry the results brought back
 #           (results/h200-x8-speedrun-ab, copied into $W/results first) and run the part again. Keep
@@ -44,7 +48,7 @@ if [[ " $PARTS " =~ \ (speed|sweeps|ab|dropone|seeddemo|compilegap|dropall|x8)\ 
         --train-tokens 60000000 --val-tokens 12000000 > "$W/synth.log" 2>&1 || { stamp "synth failed"; exit 1; }
 fi
 TEXT=${TEXT:-/tmp/text}
-if has textspeed || has textspread; then
+if has textspeed || has textspread || has textdrop; then
     n=$(ls "$TEXT"/fineweb_train_*.bin 2>/dev/null | wc -l)
     [ "$n" -gt 0 ] || { stamp "no real-text shards in $TEXT (copy them there first: docs/gpu.md)"; exit 1; }
     stamp "real-text shards in $TEXT: $n train, $(ls "$TEXT"/fineweb_val_*.bin | wc -l) val, $(du -sh "$TEXT" | cut -f1)"
@@ -122,6 +126,11 @@ print(min(80, int(n * 0.85) // 393216))")
         --val-tokens 1048576 --variant base: --upstream .upstream/pr117_train_gpt.py \
         --workdir "$W/textspeed" --out "$W/h200_text.json" > "$W/textspeed.log" 2>&1
     stamp "trainer_speed on real text exit $?"
+fi
+if has textdrop; then
+    resume_carried h200-text-drop-one-mlp
+    ablate_run drop_one_mlp h200-text-drop-one-mlp drop_one_mlp_text --profile h200-text \
+        --time-limit "${TIME_LIMIT:-24m}"
 fi
 # issue 9 (a machine of 8 GPUs): the seed's A/B at full scale
 if has x8; then
