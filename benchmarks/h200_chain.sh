@@ -36,6 +36,7 @@ W=${1:-/tmp/chain}
 shift || true
 PARTS=${*:-speed sweeps}
 mkdir -p "$W"
+[ -f .devcarry/activate.sh ] || { echo "no .devcarry/activate.sh: on the CPU machine, bash scripts/make-ray-bundle.sh .devcarry, and carry .devcarry"; exit 1; }
 source .devcarry/activate.sh
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1  # keep the bundle's path
 stamp() { echo "[chain $(date +%H:%M:%S)] $*"; }
