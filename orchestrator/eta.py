@@ -184,7 +184,8 @@ class EtaModel:
         cache. `fixed_s`: the plan's start-up figure, for an overhead nothing has measured yet."""
         step_s = self.step_s(run.arm)
         steps = run.params.get("steps") if run.is_trainer else None
-        steps = steps if isinstance(steps, int) else self.totals.get(run.arm)
+        if not isinstance(steps, int):  # a command arm: its step lines' count, else any arm's
+            steps = self.totals.get(run.arm) or (round(fmean(self.totals.values())) if self.totals else None)
         overhead = self.overhead_s(run.is_trainer, True, fixed_s) if cold else None
         if overhead is None:
             overhead = self.overhead_s(run.is_trainer, False, fixed_s)

@@ -29,8 +29,12 @@ def test_run_help_names_the_options(capsys):
         "--until-decided",
         "--force-spec-change",
         "--dashboard",
+        "--retry-failed",
     ):
         assert opt in text
+    flat = " ".join(text.split())
+    assert "1 some planned run failed or timed out" in flat and "3 runs left for the next invocation" in flat
+    assert "which wins over 1" in flat
 
 
 @pytest.mark.parametrize(
@@ -370,3 +374,29 @@ def test_report_line_counts_blocks_that_shared_a_node():
     assert blocks_line(runs) == ["blocks: 4 on 2 node(s), up to 2 at once on one node (sharing it)"]
     assert blocks_line(runs[runs["block"] != 2]) == ["blocks: 3 on 2 node(s), one at a time on each node"]
     assert blocks_line(runs.iloc[0:0]) == []
+
+
+ETA_SPEC = """\
+name: etatest
+resources: {{gpus_per_run: 0}}
+target_val_loss: null
+estimate_min: 10
+arms:
+  base: {{command: [python, {job}, --steps, "20", --sleep, "0.05"]}}
+  cand: {{command: [python, {job}, --steps, "20", --sleep, "0.05", --loss, "3.2"]}}
+repeats: 2
+"""
+
+
+def test_the_eta_follows_the_step_lines_not_the_plan(tmp_path, capsys):
+    """The plan says 10 minutes a run (estimate_min); the runs take about a second. By the first run's
+    last step line the ETA comes from its step rate, long before the plan's figure would have gone."""
+    spec = tmp_path / "eta.yaml"
+    spec.write_text(ETA_SPEC.format(job=FAKE_JOB))
+    argv = ["run", str(spec), "--results", str(tmp_path / "res"), "--no-report", "--plain", "--num-cpus", "1"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "4 run(s) to run, 0 already done of 4 planned; about 40m00s by the plan's estimate" in lines[0]
+    first_end = next(ln for ln in lines if " step 20/20 val_loss " in ln)  # no run has ended yet
+    mins, secs = re.search(r"ETA (\d+)m(\d\d)s", first_end).groups()
+    assert int(mins) == 0, first_end  # seconds: three runs of ~1 s each, not 30 minutes
