@@ -31,6 +31,8 @@ ELSEWHERE = {
     ("benchmarks/reliability.py", "_chaos_spec"): "the chaos part's spec file",
     ("benchmarks/reliability.py", "_storage_spec"): "the storage part's spec file",
     ("benchmarks/reliability.py", "start_driver"): "the chaos driver's own stdout log",
+    ("benchmarks/readme_timings.py", "timed"): "a timed command's output log, in a temp folder",
+    ("benchmarks/readme_timings.py", "main"): "the --json file of the figures",
 }
 WRITE_METHODS = {"write_text", "write_bytes"}
 WRITE_CALLS = {
