@@ -136,7 +136,7 @@ class LiveProgress(PlainProgress):
 
         self.console = console or Console()
         super().__init__(out=self.console.file, parallel=parallel)
-        self._state = None
+        self._view: tuple | None = None
         self.live = Live(console=self.console, refresh_per_second=4, get_renderable=self._render)
         self.live.start()
 
@@ -148,35 +148,45 @@ class LiveProgress(PlainProgress):
         self.console.print(Text.assemble((time.strftime("%H:%M:%S"), "dim"), " ", text), highlight=False)
 
     def update(self, kind: str, state: Any, job=None, event: Any = None, text: str | None = None) -> None:
-        self._state = state
+        self._view = self._snapshot(state, fresh=kind in ("run", "sweep_start", "sweep_end"))
         if kind in ("run", "attempt", "block_lost", "message", "sweep_start", "sweep_end", "cancelling"):
             super().update(kind, state, job, event, text)
 
-    def _render(self):
-        from rich.table import Table
-
-        st = self._state
-        title = (
-            "ablate"
-            if st is None
-            else (
-                f"{st.finished}/{st.to_run} runs done · {st.skipped} skipped · "
-                f"ETA {format_duration(st.eta_s(self.parallel))}"
-                + (f" · {st.deferred} left for the next run" if getattr(st, "deferred", 0) else "")
-            )
-        )
-        table = Table(title=title, expand=False)
-        for col in ("node", "run", "arm", "attempt", "step", "last val loss", "elapsed"):
-            table.add_column(col)
-        for r in [] if st is None else st.running.values():
+    def _snapshot(self, st, fresh: bool) -> tuple:
+        """What the table shows, taken in the driver's thread at each event (the view's refresh thread
+        renders it and never reads the driver's state while the driver changes it). The ETA is worked out
+        again at most once a second (a step event comes about once a second per running run), and at
+        every run's end."""
+        now = time.monotonic()
+        if fresh or self._view is None or now - self._view[2] >= 1.0:
+            eta, at = st.eta_s(self.parallel), now
+        else:
+            eta, at = self._view[1], self._view[2]
+        head = f"{st.finished}/{st.to_run} runs done · {st.skipped} skipped · "
+        tail = f" · {st.deferred} left for the next run" if getattr(st, "deferred", 0) else ""
+        rows = []
+        for r in list(st.running.values()):
             if r.step is not None:
                 step = f"{r.step}/{r.total}"
             else:
                 cache = CACHE_WORDS.get(r.compile_cache or "")
                 step = f"starting (cache {cache})" if cache else "starting"
             loss = "-" if r.val_loss is None else f"{r.val_loss:.4f} (step {r.val_step})"
-            elapsed = format_duration(time.monotonic() - r.started)
-            table.add_row(_short(r.node_id), r.run_id, r.arm, str(r.attempt), step, loss, elapsed)
+            rows.append((_short(r.node_id), r.run_id, r.arm, str(r.attempt), step, loss, r.started))
+        return head, eta, at, tail, rows
+
+    def _render(self):
+        from rich.table import Table
+
+        if self._view is None:
+            return Table(title="ablate")
+        head, eta, at, tail, rows = self._view
+        left = None if eta is None else max(0.0, eta - (time.monotonic() - at))  # counts down between events
+        table = Table(title=f"{head}ETA {format_duration(left)}{tail}", expand=False)
+        for col in ("node", "run", "arm", "attempt", "step", "last val loss", "elapsed"):
+            table.add_column(col)
+        for *cells, started in rows:
+            table.add_row(*cells, format_duration(time.monotonic() - started))
         return table
 
     def close(self) -> None:

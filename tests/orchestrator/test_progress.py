@@ -110,6 +110,12 @@ def test_live_table_shows_each_running_run_and_how_its_cache_began():
         probe = Console(file=io.StringIO(), width=140)
         probe.print(live._render())
         text = probe.file.getvalue()
+        # the refresh thread renders what the driver's thread took at its last event, never the state
+        # the driver is changing
+        state.running["r3"] = RunningRun("r3", "a", "n3", 1, 0.0)
+        later = Console(file=io.StringIO(), width=140)
+        later.print(live._render())
+        assert "r3" not in later.file.getvalue()
     finally:
         live.close()
     assert "0/4 runs done · 0 skipped · ETA ? · 2 left for the next run" in text
