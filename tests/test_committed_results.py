@@ -184,3 +184,24 @@ def test_h200_drop_one_holds_the_readmes_figures():
         )
         assert quoted in readme, f"README no longer says {quoted!r} (results/h200-drop-one-mlp)"
     assert f"baseline {base['step_avg_ms']:.1f} ms, val loss {base['final_val_loss']:.4f}" in readme
+
+
+def test_h200_text_spread_holds_the_readmes_figures():
+    """The first real-text runs (issue 18): the baseline's spread and the drop of layer 11's MLP."""
+    runs = store.read_runs(ROOT / "results" / "h200-text-spread")
+    assert (runs["status"] == "ok").all() and set(runs["gpu_name"]) == {"NVIDIA H200"}
+    base = runs[runs["arm"] == "baseline"]["final_val_loss"]
+    drop = runs[runs["arm"] == "drop_11"]["final_val_loss"]
+    assert len(base) == 4 and len(drop) == 1 and len(set(runs["seed"])) == 5  # each run its own seed
+    readme = (ROOT / "README.md").read_text()
+    gpu = (ROOT / "docs" / "gpu.md").read_text()
+    quoted = [
+        f"val loss {base.min():.4f} to {base.max():.4f}",
+        f"(mean {base.mean():.4f}, sd {base.std():.4f}), and without layer 11's MLP at {drop.iloc[0]:.4f}, "
+        f"{drop.iloc[0] - base.mean():.3f} worse",
+    ]
+    for text in quoted:
+        assert text in readme.replace("\n", " "), f"README no longer says {text!r} (results/h200-text-spread)"
+    assert f"{base.min():.4f}-{base.max():.4f} (mean {base.mean():.4f}, sd {base.std():.4f})" in gpu.replace(
+        "\n  ", " "
+    )
