@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -216,32 +217,52 @@ def block_marks(runs: pd.DataFrame) -> list[tuple[int, int, int, bool]]:
     """(block, first, last, back_to_back) in run order (positions of `runs`' rows) for each block of
     more than one run (an A/B's pairs); back_to_back: no other run came between its runs. [] when no
     block holds more than one run (one run a block: nothing to mark)."""
+    return [(b, int(p[0]), int(p[-1]), together) for b, p, together in _block_positions(runs)]
+
+
+def _block_positions(runs: pd.DataFrame) -> list[tuple[int, np.ndarray, bool]]:
+    """(block, its runs' positions in run order, back_to_back) per block of more than one run, sorted
+    by its first run."""
     if "block" not in runs or runs["block"].isna().all():
         return []
-    pos = pd.Series(np.arange(len(runs)), index=runs.index)
-    marks = []
-    for block, idx in runs.dropna(subset=["block"]).groupby("block").groups.items():
-        p = pos[idx].to_numpy()
+    blocks = runs["block"].reset_index(drop=True).dropna()  # labels are now positions in run order
+    out = []
+    for block, idx in blocks.groupby(blocks).groups.items():
+        p = np.sort(np.asarray(idx, dtype=int))
         if len(p) > 1:
-            marks.append((int(block), int(p.min()), int(p.max()), int(p.max() - p.min()) + 1 == len(p)))
-    return sorted(marks, key=lambda m: m[1])
+            out.append((int(block), p, int(p[-1] - p[0]) + 1 == len(p)))
+    return sorted(out, key=lambda m: m[1][0])
 
 
-def _draw_blocks(ax, runs: pd.DataFrame, seconds: pd.Series) -> None:
+FEW_BLOCKS = 40
+"""Up to this many blocks each gets its own artist (a band with its number, or a line); more are drawn
+as one collection each kind, so a report of thousands of blocks draws in a second, not minutes."""
+
+
+def _draw_blocks(ax, runs: pd.DataFrame, seconds: np.ndarray) -> None:
     """Shade each block of back-to-back runs (alternating greys, its number on top); join the runs of
     a block that others came between (blocks of several nodes interleave) with a grey line."""
-    marks = block_marks(runs)
-    for i, (block, first, last, together) in enumerate(marks):
-        if together:
-            ax.axvspan(first - 0.45, last + 0.45, color="0.93" if i % 2 == 0 else "0.86", zorder=0,
-                       gid=f"block {block}")  # fmt: skip
-            if len(marks) <= 40:
-                ax.text((first + last) / 2, 0.98, str(block), transform=ax.get_xaxis_transform(),
-                        ha="center", va="top", fontsize=7, color="0.35")  # fmt: skip
+    marks = _block_positions(runs)
+    few = len(marks) <= FEW_BLOCKS
+    bands, shades, joins = [], [], []
+    for i, (block, p, together) in enumerate(marks):
+        first, last, shade = int(p[0]), int(p[-1]), "0.93" if i % 2 == 0 else "0.86"
+        if together and few:
+            ax.axvspan(first - 0.45, last + 0.45, color=shade, zorder=0, gid=f"block {block}")
+            ax.text((first + last) / 2, 0.98, str(block), transform=ax.get_xaxis_transform(),
+                    ha="center", va="top", fontsize=7, color="0.35")  # fmt: skip
+        elif together:
+            bands.append([(first - 0.45, 0), (first - 0.45, 1), (last + 0.45, 1), (last + 0.45, 0)])
+            shades.append(shade)
+        elif few:
+            ax.plot(p, seconds[p], color="0.6", linewidth=0.8, zorder=1, gid=f"block {block}")
         else:
-            mask = (runs["block"] == block).to_numpy()
-            ax.plot(np.flatnonzero(mask), seconds[mask], color="0.6", linewidth=0.8, zorder=1,
-                    gid=f"block {block}")  # fmt: skip
+            joins.append(np.column_stack([p, seconds[p]]))
+    if bands:
+        ax.add_collection(PolyCollection(bands, facecolors=shades, edgecolors="none", zorder=0,
+                                         transform=ax.get_xaxis_transform()), autolim=False)  # fmt: skip
+    if joins:
+        ax.add_collection(LineCollection(joins, colors="0.6", linewidths=0.8, zorder=1))
 
 
 def train_times(runs: pd.DataFrame, colors: Colors):

@@ -134,6 +134,27 @@ def test_block_marks_back_to_back_or_interleaved():
     assert figures.block_marks(_runs(["a"])) == []  # no block column (logs ingested from elsewhere)
 
 
+def test_many_blocks_are_one_collection_each_kind_with_the_same_places():
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    n = 2 * (figures.FEW_BLOCKS + 10)
+    colors = figures.colors_for([("a", "a"), ("b x", "b")], "a")
+    together = _runs(["a", "b x"] * (n // 2), block=np.arange(n) // 2)
+    _, ax = figures.train_times(together, colors)
+    (bands,) = [c for c in ax.collections if type(c) is PolyCollection]
+    spans = sorted(
+        (float(v[:, 0].min()), float(v[:, 0].max())) for v in (q.vertices for q in bands.get_paths())
+    )
+    assert spans == [(2 * b - 0.45, 2 * b + 1.45) for b in range(n // 2)]  # one band per block, as when few
+    assert not ax.patches and not ax.texts  # no per-block artists, no numbers
+    interleaved = _runs(["a", "b x"] * (n // 2), block=np.arange(n) % (n // 2))
+    _, ax = figures.train_times(interleaved, colors)
+    (joins,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert sorted(tuple(seg[:, 0]) for seg in joins.get_segments()) == [
+        (b, b + n // 2) for b in range(n // 2)
+    ]
+
+
 def test_loss_distribution_one_box_per_configuration_baseline_first():
     runs = _runs(["base", "base", "drop [3]", "drop [6]", "mlp0"])
     pairs = [("base", "base"), ("mlp0", "mlp0"), ("drop [3]", "drop"), ("drop [6]", "drop")]
