@@ -43,7 +43,9 @@ stamp() { echo "[chain $(date +%H:%M:%S)] $*"; }
 
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 stamp "gpu: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader); parts: $PARTS"
-if [[ " $PARTS " =~ \ (speed|sweeps|ab|dropone|seeddemo|compilegap|dropall|x8)\  ]]; then
+synthetic=0  # only the parts on synthetic shards make them
+for part in speed sweeps ab dropone seeddemo compilegap dropall x8; do has "$part" && synthetic=1; done
+if [ "$synthetic" = 1 ]; then
     stamp "synth"
     python3 -m trainer.data synth --out /tmp/shards --vocab-size 50257 --prefix fineweb \
         --train-tokens 60000000 --val-tokens 12000000 > "$W/synth.log" 2>&1 || { stamp "synth failed"; exit 1; }
@@ -55,7 +57,7 @@ if has textspeed || has textspread || has textdrop; then
     stamp "real-text shards in $TEXT: $n train, $(ls "$TEXT"/fineweb_val_*.bin | wc -l) val, $(du -sh "$TEXT" | cut -f1)"
 fi
 
-if [[ " $PARTS " == *" speed "* ]] && [ -f .upstream/pr117_train_gpt.py ]; then
+if has speed && [ -f .upstream/pr117_train_gpt.py ]; then
     stamp "trainer_speed"
     python3 benchmarks/trainer_speed.py --preset pr117 --steps 80 --data-dir /tmp/shards --shared-cache \
         --variant base: --variant 'mlp0:mlp_off=[0]' --upstream .upstream/pr117_train_gpt.py --warm base: \
@@ -119,8 +121,9 @@ if has textspeed && [ -f .upstream/pr117_train_gpt.py ]; then
     # start (15 % kept for that alignment), and leaves the last 786,433 tokens of each shard unread (its
     # look-ahead window); at most 80 steps
     steps=$(python3 -c "
-import glob, numpy as np
-n = sum(max(0, int(np.fromfile(f, dtype=np.int32, count=3)[2]) - 786433) for f in glob.glob('$TEXT/fineweb_train_*.bin'))
+import glob
+from trainer.shards import read_header
+n = sum(max(0, read_header(f) - 786433) for f in glob.glob('$TEXT/fineweb_train_*.bin'))
 print(min(80, int(n * 0.85) // 393216))")
     stamp "trainer_speed on real text: $steps steps"
     python3 benchmarks/trainer_speed.py --preset pr117 --steps "$steps" --data-dir "$TEXT" --shared-cache \

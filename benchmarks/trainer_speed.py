@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import re
 import shutil
@@ -164,6 +165,26 @@ def upstream_log_folder(text: str) -> str:
     return m.group(1) if m else ""
 
 
+def upstream_val_shortfall(text: str, data_dir: Path) -> str | None:
+    """Why upstream's validation loader would stop on the shards in ``data_dir`` (None when it would
+    not). It reads windows of grad_accum x world = 8 sequences of ``val_seq_len`` tokens, whatever
+    ``val_tokens`` is, and loads the next shard (there is none) unless one window plus two tokens fit."""
+    from trainer.shards import read_header
+
+    m = re.search(r"\bval_seq_len\s*(?::\s*int)?\s*=\s*([\d*]+)", text)
+    if m is None:
+        return None
+    need = 8 * math.prod(int(x) for x in m.group(1).split("*") if x) + 2
+    have = max((read_header(f) for f in sorted(data_dir.glob("fineweb_val_*.bin"))), default=0)
+    if have >= need:
+        return None
+    return (
+        f"upstream's validation loader needs {need:,} tokens in one fineweb_val_*.bin shard (8 x its "
+        f"val_seq_len, plus 2); the largest in {data_dir} holds {have:,}: make a larger validation split "
+        "(ablate data english --val-tokens N, ablate data synth --val-tokens N)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="pr117")
@@ -204,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the comparison JSON here")
     args = ap.parse_args(argv)
 
+    if args.upstream:  # before any run: the loader's stop comes only after its ~7 minutes of compile
+        short = upstream_val_shortfall(args.upstream.read_text(), Path(args.data_dir))
+        if short:
+            sys.exit(f"trainer_speed: {short}")
     args.workdir.mkdir(parents=True, exist_ok=True)
     gpu = gpu_name()
     peak = peak_flops(gpu)

@@ -326,14 +326,15 @@ def point_repeats(spec: Spec, arm: Arm, points: list[GridPoint], default: int) -
             f"{where}: repeats by layer needs a grid that sweeps one knob a layer at a time "
             '(e.g. mlp_off: {each_layer: "0-11"}); give an integer'
         )
-    count = {layer: n for layers, n in arm.repeats_at for layer in layers}
-    missing = sorted(set(count) - {p.layers[next(iter(swept))] for p in points})
+    (knob,) = swept
+    layers = [p.layers[knob] for p in points]
+    count = {layer: n for named, n in arm.repeats_at for layer in named}
+    missing = sorted(set(count) - set(layers))
     if missing:
         raise SpecError(
             f"{where}: layer {missing[0]} is not a point of this arm's grid; name swept layers only"
         )
-    knob = next(iter(swept))
-    return [count.get(p.layers[knob], default) for p in points]
+    return [count.get(layer, default) for layer in layers]
 
 
 def arm_points(arm: Arm) -> list[GridPoint]:

@@ -60,6 +60,21 @@ def test_upstream_log_folder_is_the_run_ids_folder(bench):
     assert bench.upstream_log_folder("run_id = str(uuid.uuid4())") == ""
 
 
+def test_upstream_val_shortfall_says_when_its_validation_loader_would_stop(bench, tmp_path):
+    import numpy as np
+
+    from trainer.shards import write_shard
+
+    script = "class H:\n    val_tokens = 10485760\n    val_seq_len = 4*64*1024 # per rank\n"
+    write_shard(tmp_path / "fineweb_val_000000.bin", np.zeros(8 * 262144 + 1, dtype=np.uint16))
+    short = bench.upstream_val_shortfall(script, tmp_path)  # one token short of a window plus two
+    assert "needs 2,097,154 tokens" in short and "holds 2,097,153" in short and "\n" not in short
+    write_shard(tmp_path / "fineweb_val_000001.bin", np.zeros(8 * 262144 + 2, dtype=np.uint16))
+    assert bench.upstream_val_shortfall(script, tmp_path) is None
+    assert "holds 0" in bench.upstream_val_shortfall(script, tmp_path / "nowhere")
+    assert bench.upstream_val_shortfall("print('no such field')\n", tmp_path) is None
+
+
 def test_upstream_copy_refuses_a_script_without_a_schedule(bench, tmp_path):
     script = tmp_path / "other.py"
     script.write_text("print('hi')\n")
