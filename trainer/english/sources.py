@@ -20,6 +20,7 @@ from pathlib import Path
 from trainer.english import clean, rdata
 from trainer.english.archives import archive_files, text_of
 from trainer.english.fetch import Package
+from trainer.shards import DataError
 
 Reader = Callable[[Path], Iterator[str]]
 DICT_DOC_CHARS = 6000  # dictionary entries and short pieces are grouped into documents this long
@@ -36,12 +37,24 @@ class Source:
     read: Reader  # archive -> documents (plain text)
 
 
+def _raw_files(archive: Path, pattern: str) -> Iterator[tuple[str, bytes]]:
+    """(path, bytes) of the archive's files whose path matches the regular expression."""
+    rx = re.compile(pattern)
+    return archive_files(archive, lambda name: rx.fullmatch(name) is not None)
+
+
 def _files(archive: Path, pattern: str) -> Iterator[tuple[str, str]]:
     """(path, text) of the archive's files whose path matches the regular expression, sorted."""
-    rx = re.compile(pattern)
-    found = sorted(archive_files(archive, lambda name: rx.fullmatch(name) is not None))
-    for name, blob in found:
+    for name, blob in sorted(_raw_files(archive, pattern)):
         yield name, text_of(name, blob)
+
+
+def _ending(files: dict, suffix: str):
+    """The file of ``files`` (path -> contents) whose path ends with ``suffix``; none is a DataError."""
+    for name, contents in files.items():
+        if name.endswith(suffix):
+            return contents
+    raise DataError(f"no file ending in {suffix} (the package's layout is not the one this reader knows)")
 
 
 def _json_texts(archive: Path, pattern: str, title: bool = False) -> Iterator[str]:
@@ -76,8 +89,7 @@ def read_austen(archive: Path) -> Iterator[str]:
     """The six novels of janeaustenr (R character vectors, one line of text each), a document
     per chapter."""
     files = dict(_raw_files(archive, r".*/janeaustenr/data/Rdata\.(rdb|rdx)"))
-    rdx = next(v for k, v in files.items() if k.endswith(".rdx"))
-    rdb = next(v for k, v in files.items() if k.endswith(".rdb"))
+    rdx, rdb = _ending(files, ".rdx"), _ending(files, ".rdb")
     for _, lines in sorted(rdata.lazyload_db(rdx, rdb).items()):
         if isinstance(lines, list) and all(isinstance(s, str) or s is None for s in lines):
             for chapter in _CHAPTER_LINE.split("\n".join(s or "" for s in lines)):
@@ -85,18 +97,12 @@ def read_austen(archive: Path) -> Iterator[str]:
                     yield clean.tidy(chapter)
 
 
-def _raw_files(archive: Path, pattern: str) -> Iterator[tuple[str, bytes]]:
-    rx = re.compile(pattern)
-    return archive_files(archive, lambda name: rx.fullmatch(name) is not None)
-
-
 def read_sword(archive: Path) -> Iterator[str]:
     """A SWORD zText module (BlockType=BOOK): each zlib block of ``ot.bzz``/``nt.bzz`` is a book;
     ``*.bzs`` lists the blocks as (offset, size, uncompressed size) little-endian uint32 triples."""
     files = dict(_raw_files(archive, r"usr/share/sword/modules/texts/ztext/[^/]+/[on]t\.bz[sz]"))
     for testament in ("ot", "nt"):
-        index = next(v for k, v in files.items() if k.endswith(f"/{testament}.bzs"))
-        blocks = next(v for k, v in files.items() if k.endswith(f"/{testament}.bzz"))
+        index, blocks = _ending(files, f"/{testament}.bzs"), _ending(files, f"/{testament}.bzz")
         for offset, size, _ in struct.iter_unpack("<III", index):
             book = zlib.decompress(blocks[offset : offset + size]).decode("utf-8", "replace")
             for chapter in _OSIS_CHAPTER.split(book):
@@ -110,8 +116,7 @@ def _dictionary(member: str) -> Reader:
         files = {
             name: text_of(name, blob) for name, blob in _raw_files(archive, rf".*/{member}\.(index|dict\.dz)")
         }
-        body = next(v for k, v in files.items() if k.endswith(".dz"))
-        index = next(v for k, v in files.items() if k.endswith(".index"))
+        body, index = _ending(files, ".dz"), _ending(files, ".index")
         entries = (clean.dict_entry_text(e) for e in clean.dict_entries(body, index))
         return clean.group((e for e in entries if e), DICT_DOC_CHARS)
 
