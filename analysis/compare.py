@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
 import stat
 from collections import Counter
 from dataclasses import dataclass, field
@@ -118,11 +119,7 @@ def split_overlap(b: ArmSource, c: ArmSource) -> tuple[ArmSource, ArmSource]:
         )
     both = set(rb) & set(rc)
     if both and b.is_glob == c.is_glob:
-        raise InputError(
-            f"{rb[min(both)]}: matched by both {b.label} and {c.label}; give the baseline as a glob of its "
-            "own files (e.g. 'DIR/comparison_*'), which takes them out of a folder given for the candidate, "
-            "or split a record folder by its conventions: ablate compare DIR"
-        )
+        raise InputError(_overlap_text(b, c, rb[min(both)], rc[min(both)]))
     if both:
         loser = c if b.is_glob else b
         kept = tuple(e for r, e in zip(loser.reals, loser.entries, strict=True) if r not in both)
@@ -131,6 +128,22 @@ def split_overlap(b: ArmSource, c: ArmSource) -> tuple[ArmSource, ArmSource]:
         loser = ArmSource(loser.name, loser.label, kept, loser.is_glob, loser.base, loser.origin)
         b, c = (b, loser) if b.is_glob else (loser, c)
     return b, c
+
+
+def _overlap_text(b: ArmSource, c: ArmSource, in_b: Path, in_c: Path) -> str:
+    """One file in both arms: both spellings, and advice that fits the form the arms were named in."""
+    where = (
+        f"{in_b}: matched by both {b.label} and {c.label}"
+        if str(in_b) == str(in_c)
+        else f"one file matched by both {b.label} (as {in_b}) and {c.label} (as {in_c})"
+    )
+    if b.origin is not None:  # split from a record folder: its subfolders share a file (a link)
+        return f"{where}; one run cannot count in both arms: keep it in one arm's subfolder only"
+    return (
+        f"{where}; give the baseline as a glob of its own files (e.g. 'DIR/comparison_*'), which takes "
+        "them out of a folder given for the candidate, or split a record folder by its conventions: "
+        "ablate compare DIR"
+    )
 
 
 def read_arm(source: ArmSource) -> Arm:
@@ -230,9 +243,8 @@ def record_sources(folder: str, baseline: str | None = None, **filters) -> tuple
     """
     found = stat_path(folder)
     if found is None or not stat.S_ISDIR(found.st_mode):
-        raise InputError(
-            f"{folder}: not a folder (give a record folder, e.g. records/track_1_short/DATE_NAME)"
-        )
+        what = "no such folder" if found is None else "not a folder"
+        raise InputError(f"{folder}: {what} (give a record folder, e.g. records/track_1_short/DATE_NAME)")
     try:
         top, subfolders = folder_entries(folder)
     except OSError as e:
@@ -241,6 +253,7 @@ def record_sources(folder: str, baseline: str | None = None, **filters) -> tuple
     comparison = [(p, why) for p, why in top if p.name.startswith("comparison_")]
     others = [(p, why) for p, why in top if not p.name.startswith("comparison_")]
     arm_dirs = _subfolder_arms(subfolders, filters)
+    flags = _filter_flags(filters)  # said in the commands a message advises
     if comparison:
         return _comparison_split(folder, baseline, comparison, others, arm_dirs)
     if others:
@@ -249,12 +262,18 @@ def record_sources(folder: str, baseline: str | None = None, **filters) -> tuple
         )
         raise InputError(
             f"{folder}: {where}, no comparison_* files; compare two sets with --baseline-logs and "
-            f"--candidate-logs, or check one: ablate compare --logs {folder}"
+            f"--candidate-logs, or check one: ablate compare --logs {folder}{flags}"
         )
     if len(arm_dirs) < 2:
         what = f"one subfolder of logs ({_dir_list(arm_dirs)})" if arm_dirs else "no log files"
+        what += f" (read with{flags})" if flags else ""
         raise InputError(f"{folder}: {what}; a record folder has comparison_* files or one subfolder per arm")
-    return _subfolder_split(folder, baseline, arm_dirs), []
+    return _subfolder_split(folder, baseline, arm_dirs, flags), []
+
+
+def _filter_flags(filters: dict) -> str:
+    """The prefix filters in effect as the flags that set them (` --exclude-prefix X`), or ""."""
+    return "".join(f" --{k.replace('_', '-')} {shlex.quote(v)}" for k, v in sorted(filters.items()) if v)
 
 
 def _dir_list(arm_dirs) -> str:
@@ -281,8 +300,13 @@ def _comparison_split(folder, baseline, comparison, others, arm_dirs):
     return arms, notes if arm_dirs else []
 
 
-def _subfolder_split(folder: str, baseline: str | None, arm_dirs: dict) -> list[ArmSource]:
+def _subfolder_split(folder: str, baseline: str | None, arm_dirs: dict, flags: str) -> list[ArmSource]:
     names = list(arm_dirs)
+    if len(names) != 2:  # before the baseline's name: naming it would not help
+        raise InputError(
+            f"{folder}: {len(names)} subfolders of logs ({_dir_list(arm_dirs)}), a record folder has one "
+            f"per arm; name the arms: --baseline-logs DIR --candidate-logs DIR{flags}"
+        )
     if baseline is not None:
         base = baseline.rstrip("/")
         if base not in arm_dirs:
@@ -294,15 +318,10 @@ def _subfolder_split(folder: str, baseline: str | None, arm_dirs: dict) -> list[
         if len(said) != 1:
             raise InputError(
                 f"{folder}: cannot tell which subfolder holds the baseline ({_dir_list(arm_dirs)}); "
-                f"name it: ablate compare {folder} --baseline NAME"
+                f"name it: ablate compare {folder} --baseline NAME{flags}"
             )
         base = said[0]
     rest = [n for n in names if n != base]
-    if len(rest) != 1:
-        raise InputError(
-            f"{folder}: {len(names)} subfolders of logs ({_dir_list(arm_dirs)}), a record folder has one "
-            "per arm; name the arms: --baseline-logs DIR --candidate-logs DIR"
-        )
 
     def source(name, sub):
         path = os.path.join(folder, sub)

@@ -347,6 +347,35 @@ def test_record_folder_whose_baseline_cannot_be_told(tmp_path, capsys):
     _error_line(*_ablate(capsys, "compare", root, "--baseline", "nope"), "--baseline nope: not a subfolder")
 
 
+def test_a_copied_arm_subfolder_is_a_count_not_a_baseline_name(tmp_path, capsys):
+    """Two subfolders named like the baseline among three: the count is the problem, not which one."""
+    root = _write_2026_record(tmp_path / "rec", "master-s1480", "xsa-gated-s1410")
+    shutil.copytree(root / "master-s1480", root / "master-s1480 (copy)")
+    err = _error_line(*_ablate(capsys, "compare", root), "3 subfolders of logs", "--baseline-logs DIR")
+    assert "--baseline NAME" not in err
+    _error_line(*_ablate(capsys, "compare", root, "--baseline", "master-s1480"), "3 subfolders of logs")
+
+
+def test_a_link_between_arm_subfolders_names_both_spellings(tmp_path, capsys):
+    root = _write_2026_record(tmp_path / "rec", "master-s1480", "xsa-gated-s1410")
+    (root / "master-s1480" / "extra.txt").symlink_to(root / "xsa-gated-s1410" / "run03.txt")
+    err = _error_line(*_ablate(capsys, "compare", root), "keep it in one arm's subfolder only")
+    assert f"master-s1480/ (as {root}/master-s1480/extra.txt)" in err
+    assert f"xsa-gated-s1410/ (as {root}/xsa-gated-s1410/run03.txt)" in err
+    assert "ablate compare DIR" not in err and "as a glob" not in err
+
+
+def test_record_form_advice_keeps_the_prefix_filters(tmp_path, capsys):
+    root = tmp_path / "rec"
+    _write_arm(root, SEED_CANDIDATE_LOSS, SEED_CANDIDATE_MS)
+    _write_arm(root, SEED_CANDIDATE_LOSS[:2], SEED_CANDIDATE_MS[:2], prefix="old")
+    _error_line(
+        *_ablate(capsys, "compare", root, "--exclude-prefix", "old"),
+        f"ablate compare --logs {root} --exclude-prefix old",
+    )
+    _error_line(*_ablate(capsys, "compare", root, "--include-prefix", "x"), "no log files (read with")
+
+
 @pytest.mark.parametrize(
     ("layout", "message"),
     [
@@ -378,6 +407,7 @@ def test_record_folders_that_do_not_split(tmp_path, capsys, layout, message):
         (["--logs", "{d}", "--baseline", "x"], "--baseline x: names a subfolder of a record folder"),
         (["{d}", "--baseline", "x"], "{d} has comparison_* files, which are its baseline"),
         (["{d}/run00.txt"], "not a folder"),
+        (["{d}/nonexist"], "nonexist: no such folder (give a record folder"),
     ],
 )
 def test_compare_forms_are_checked(tmp_path, capsys, argv, message):
