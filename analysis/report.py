@@ -12,13 +12,12 @@ import html
 import io
 import json
 import math
-from difflib import SequenceMatcher
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis import InputError, figures, summary
+from analysis import figures, summary
 from analysis.resultsdir import ResultsDir, SweepInfo
 
 BOOTSTRAP_SEED = 20250905  # fixed: the same results give the same report, byte for byte
@@ -541,31 +540,8 @@ def write_report(results_dir: str | Path) -> dict[str, Path]:
     return write_report_verdict(results_dir)[0]
 
 
-def missing_folder_text(root: Path, shown: int = 5) -> str:
-    """One line for a results folder that is not there, naming the results folders beside it, nearest
-    name first (`results/drop_one_mlp` when `--profile cpu` wrote `results/drop_one_mlp-cpu`)."""
-    parent = root.parent
-    try:
-        names = [p.name for p in parent.iterdir() if p.is_dir() and ResultsDir(p).is_results()]
-    except OSError:
-        names = []
-    where = "this folder" if str(parent) == "." else str(parent)
-    if not names:
-        none = f"and {where} holds none" if parent.is_dir() else f"nor is there a folder {parent}"
-        return (
-            f"{root}: no such results folder, {none}; `ablate run SPEC` writes results/<spec name> "
-            "(results/<spec name>-<profile> with --profile)"
-        )
-    names.sort(key=lambda n: (-SequenceMatcher(None, root.name, n).ratio(), n))
-    listed = ", ".join(str(parent / n) for n in names[:shown])
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return f"{root}: no such results folder; {where} has {listed}{more} (nearest first)"
-
-
 def write_report_verdict(results_dir: str | Path) -> tuple[dict[str, Path], str]:
     """`write_report`, also returning the verdict line (for the CLI, without building the report twice)."""
-    if not Path(results_dir).is_dir():
-        raise InputError(missing_folder_text(Path(results_dir)))
     folder = ResultsDir(results_dir).require()
     title, sections, figs = build_sections(folder.root)
     pngs = {name: _png(fig) for name, fig in figs.items()}

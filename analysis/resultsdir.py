@@ -321,9 +321,9 @@ class ResultsDir:
         return self.runs_dir.is_dir() or self.sweep_file.exists()
 
     def require(self) -> ResultsDir:
-        """This folder, or InputError naming what is missing."""
+        """This folder, or InputError naming what is missing (`missing_folder_text` for no folder)."""
         if not self.root.is_dir():
-            raise InputError(f"{self.root}: no such results folder (give results/<sweep name>)")
+            raise InputError(missing_folder_text(self.root))
         if not self.is_results():
             raise InputError(f"{self.root}: not a results folder (no runs/ and no sweep.json inside)")
         return self
@@ -542,6 +542,29 @@ class ResultsDir:
                 return True
             fcntl.flock(f, fcntl.LOCK_UN)
         return False
+
+
+def missing_folder_text(root: Path, shown: int = 5) -> str:
+    """One line for a results folder that is not there, naming the results folders beside it, nearest
+    name first (`results/drop_one_mlp` when `--profile cpu` wrote `results/drop_one_mlp-cpu`)."""
+    from difflib import SequenceMatcher
+
+    parent = root.parent
+    try:
+        names = [p.name for p in parent.iterdir() if p.is_dir() and ResultsDir(p).is_results()]
+    except OSError:
+        names = []
+    where = "this folder" if str(parent) == "." else str(parent)
+    if not names:
+        none = f"and {where} holds none" if parent.is_dir() else f"nor is there a folder {parent}"
+        return (
+            f"{root}: no such results folder, {none}; `ablate run SPEC` writes results/<spec name> "
+            "(results/<spec name>-<profile> with --profile)"
+        )
+    names.sort(key=lambda n: (-SequenceMatcher(None, root.name, n).ratio(), n))
+    listed = ", ".join(str(parent / n) for n in names[:shown])
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{root}: no such results folder; {where} has {listed}{more} (nearest first)"
 
 
 # ------------------------------------------------------------------------------------------ index

@@ -442,12 +442,7 @@ def status_text(results_dir: Path) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     results_dir = Path(args.results_dir)
-    if not results_dir.is_dir():
-        from analysis.report import missing_folder_text
-
-        raise UserError(missing_folder_text(results_dir))
-    if not ResultsDir(results_dir).is_results():
-        raise UserError(f"{results_dir}: not a sweep's results folder (no sweep.json, no runs/)")
+    ResultsDir(results_dir).require()
     with contextlib.suppress(BrokenPipeError):
         print(status_text(results_dir))
     sys.stdout.flush()
