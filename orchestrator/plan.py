@@ -339,12 +339,22 @@ def point_repeats(spec: Spec, arm: Arm, points: list[GridPoint], default: int) -
 
 def arm_points(arm: Arm) -> list[GridPoint]:
     """The arm's grid points in spec order, each with the layer it sweeps per knob swept by layer."""
-    layer_of = {knob: layer_axis(values) for knob, values in arm.grid}
+    layer_of = {knob: _layers_by_value(arm, knob, values) for knob, values in arm.grid}
     points = []
     for values in grid_points(arm):
         layers = {k: layer_of[k][_canonical(v)] for k, v in values.items() if layer_of.get(k)}
         points.append(GridPoint(values, layers))
     return points
+
+
+def _layers_by_value(arm: Arm, knob: str, values: tuple[Any, ...]) -> dict[str, int] | None:
+    """{value: layer} for one grid knob: the layers the spec's shorthand swept (``Arm.grid_layers``: a
+    ``remove_each`` point is the list less its layer, which no guess from the values finds), else the
+    guess from the values written out (`layer_axis`)."""
+    swept = arm.grid_layers.get(knob)
+    if swept is not None and len(swept) == len(values):
+        return {_canonical(v): layer for v, layer in zip(values, swept, strict=True)}
+    return layer_axis(values)
 
 
 def layer_axis(values: tuple[Any, ...]) -> dict[str, int] | None:

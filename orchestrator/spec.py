@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -109,6 +110,10 @@ class Arm:
     repeats_at: tuple[tuple[tuple[int, ...], int], ...] = ()
     """(layers, replicates) pairs from ``repeats: {"0,9-11": 3, rest: 1}``: a grid point whose swept layer
     is in ``layers`` runs that many times (the plan checks that the grid sweeps those layers)."""
+    grid_layers: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """The layer each value of a grid knob sweeps, per knob given by the layer-list shorthand
+    (``{each_layer: "0-11"}``, with ``with``, ``{add_each: ...}``, ``{remove_each: ...}``): the layer the
+    point adds or removes. Knobs whose values are written out are left to the plan (``layer_axis``)."""
     removed: dict[str, tuple[int, ...]] = field(default_factory=dict)
     """Layers this arm takes out of an inherited layer list in so many words (``{remove: [7]}``, in its
     set or grid), per knob: turning them back on is meant, so the plan does not warn about it. ``set``
@@ -530,8 +535,9 @@ def _arm(ctx: _Ctx, name: Any, body: Any, trainer: _Over) -> Arm:
     repeats, repeats_at = _arm_repeats(ctx, b.get("repeats"), f"{path}.repeats", "grid" in b)
     sets, removed = _flatten_level(ctx, f"{path}.set", trainer, _knob_map(ctx, b.get("set"), f"{path}.set"))
     over = _Over(ctx, f"{path}.set", trainer.preset, {**trainer.overrides, **sets}, tuple(sets))
-    grid = _grid(ctx, b.get("grid"), f"{path}.grid", over, removed) if "grid" in b else ()
-    return Arm(name=name, set=sets, grid=grid, repeats=repeats, repeats_at=repeats_at, removed=removed)
+    grid, layers = _grid(ctx, b.get("grid"), f"{path}.grid", over, removed) if "grid" in b else ((), {})
+    return Arm(name=name, set=sets, grid=grid, grid_layers=layers, repeats=repeats, repeats_at=repeats_at,
+               removed=removed)  # fmt: skip
 
 
 def _arm_repeats(
@@ -580,15 +586,16 @@ def _command_arm(ctx: _Ctx, name: str, b: dict) -> Arm:
 
 def _grid(
     ctx: _Ctx, value: Any, path: str, over: _Over, removed: dict[str, tuple[int, ...]]
-) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+) -> tuple[tuple[tuple[str, tuple[Any, ...]], ...], dict[str, tuple[int, ...]]]:
     """The arm's (knob, values) pairs, each edit of a layer list resolved over ``over`` (the arm's set
-    on the spec's); the layers an edit removes are added to ``removed``."""
+    on the spec's), and the layer each shorthand value sweeps, per knob (``Arm.grid_layers``); the layers
+    an edit removes are added to ``removed``."""
     knobs = _knob_map(ctx, value, path)
     if not knobs:
         raise ctx.fail(path, "empty; give {knob: [values]}")
-    out = []
+    out, swept = [], {}
     for knob, values in knobs.items():
-        vals, where = _grid_values(ctx, values, f"{path}.{knob}")
+        vals, where, layers = _grid_values(ctx, values, f"{path}.{knob}")
         flat: list[Any] = []
         seen: dict[str, int] = {}
         for i, (v, at) in enumerate(zip(vals, where, strict=True)):
@@ -597,22 +604,38 @@ def _grid(
                 raise ctx.fail(f"{path}.{knob}[{i}]", f"duplicate value {_describe(v)}; each grid value once")
             seen[key] = i
             if _is_edit(knob, v):
-                v, gone = _edit_layers(ctx, at, knob, v, over)
+                v, gone = _edit_layers(ctx, at, knob, v, over, shorthand=layers is not None)
                 if gone:
                     removed[knob] = tuple(sorted({*removed.get(knob, ()), *gone}))
-                same = next((j for j, w in enumerate(flat) if w == v), None)
-                if same is not None:
-                    raise ctx.fail(
-                        f"{path}.{knob}[{i}]",
-                        f"makes {_layers_text(tuple(v))}, as value {same} does; each grid value once",
-                    )
+            _check_new_value(ctx, f"{path}.{knob}[{i}]", v, flat)
             flat.append(v)
         out.append((knob, tuple(flat)))
-    return tuple(out)
+        if layers is not None and len(layers) > 1:  # a grid of one point sweeps nothing
+            swept[knob] = layers
+    return tuple(out), swept
 
 
-def _grid_values(ctx: _Ctx, value: Any, path: str) -> tuple[tuple[Any, ...], list[str]]:
-    """(values, the path to name in an error about each value)."""
+def _check_new_value(ctx: _Ctx, path: str, value: Any, before: list[Any]) -> None:
+    """A layer list equal to an earlier value's (``{add: [1]}`` over ``[]``, and ``[1]``) would be one run
+    twice: refused, naming the earlier value. (Values written alike are refused before they resolve.)"""
+    if not isinstance(value, list):
+        return
+    same = next((j for j, w in enumerate(before) if isinstance(w, list) and _same_list(w, value)), None)
+    if same is not None:
+        raise ctx.fail(
+            path, f"makes {_layers_text(tuple(value))}, as value {same} does; each grid value once"
+        )
+
+
+def _same_list(a: list, b: list) -> bool:
+    return json.dumps(a, default=str) == json.dumps(b, default=str)  # [1] and [true] stay apart
+
+
+def _grid_values(
+    ctx: _Ctx, value: Any, path: str
+) -> tuple[tuple[Any, ...], list[str], tuple[int, ...] | None]:
+    """(values, the path to name in an error about each value, the layer each value sweeps when the
+    layer-list shorthand made them, else None)."""
     if isinstance(value, Mapping):
         if any(k in EDIT_KEYS for k in value):
             raise ctx.fail(
@@ -625,13 +648,14 @@ def _grid_values(ctx: _Ctx, value: Any, path: str) -> tuple[tuple[Any, ...], lis
         raise ctx.fail(
             path, f"expected a non-empty list of values or {{each_layer: RANGE}}, got {_describe(value)}"
         )
-    return tuple(value), [f"{path}[{i}]" for i in range(len(value))]
+    return tuple(value), [f"{path}[{i}]" for i in range(len(value))], None
 
 
-def _each_layer(ctx: _Ctx, m: dict, path: str) -> tuple[tuple[Any, ...], list[str]]:
+def _each_layer(ctx: _Ctx, m: dict, path: str) -> tuple[tuple[Any, ...], list[str], tuple[int, ...] | None]:
     """``{each_layer: R}`` -> [[l] ...]; with ``with: W`` -> [sorted(W + [l]) ...] (layers in W skipped);
     with ``value: v`` -> [{l: v} ...]. ``add_each`` / ``remove_each`` make the edits ``{add: [l]}`` /
-    ``{remove: [l]}`` instead (with ``with: W``: of W and l)."""
+    ``{remove: [l]}`` instead (with ``with: W``: of W and l). Also returns each list's layer ``l`` (None
+    for ``value``: its points are values of a per-layer knob, not layer lists)."""
     _mapping(ctx, m, path, EACH_LAYER_KEYS)
     forms = [f for f in EACH_LAYER_FORMS if f in m]
     if not forms:
@@ -656,14 +680,15 @@ def _each_layer(ctx: _Ctx, m: dict, path: str) -> tuple[tuple[Any, ...], list[st
     layers = _parse_layers(ctx, m[form], f"{path}.{form}")
     where = f"{path}.{form}"
     if "value" in m:
-        return tuple({layer: copy.deepcopy(m["value"])} for layer in layers), [where] * len(layers)
+        return tuple({layer: copy.deepcopy(m["value"])} for layer in layers), [where] * len(layers), None
     extra = m.get("with", [])
     if not isinstance(extra, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in extra):
         raise ctx.fail(f"{path}.with", f"expected a list of layer indices like [0], got {_describe(extra)}")
-    lists = [sorted(set(extra) | {layer}) for layer in layers if layer not in extra]
+    swept = tuple(layer for layer in layers if layer not in extra)
+    lists = [sorted(set(extra) | {layer}) for layer in swept]
     if form != "each_layer":
         lists = [{form.removesuffix("_each"): x} for x in lists]
-    return tuple(lists), [where] * len(lists)
+    return tuple(lists), [where] * len(lists), swept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -693,10 +718,16 @@ def layer_list_knobs() -> tuple[str, ...]:
 
 
 def _is_edit(knob: str, value: Any) -> bool:
-    """A mapping written for a layer list, or one naming add/remove (an edit on the wrong knob)."""
+    """A mapping naming add/remove (on another knob too: an edit on the wrong knob), or one written for a
+    layer list with a key that is not a layer index (a misspelt edit). ``{3: true}`` on a layer list is
+    not an edit: the registry says what a layer list takes. ``{}`` there is an empty edit."""
     if not isinstance(value, Mapping):
         return False
-    return knob in layer_list_knobs() or any(k in EDIT_KEYS for k in value)
+    if any(k in EDIT_KEYS for k in value):
+        return True
+    if knob not in layer_list_knobs():
+        return False
+    return not value or any(isinstance(k, bool) or not isinstance(k, int) for k in value)
 
 
 def _flatten_level(
@@ -721,10 +752,11 @@ def _flatten_level(
 
 
 def _edit_layers(
-    ctx: _Ctx, path: str, knob: str, edit: Any, over: _Over
+    ctx: _Ctx, path: str, knob: str, edit: Any, over: _Over, shorthand: bool = False
 ) -> tuple[list[int], tuple[int, ...]]:
     """(the layer list ``edit`` makes of the inherited one, the layers it removes). ``path`` is where
-    the edit was written; a grid's ``add_each`` / ``remove_each`` path is named as it is."""
+    the edit was written; with ``shorthand`` (an edit a grid's ``add_each`` / ``remove_each`` made) that
+    path is named as it is, not with ``.add`` / ``.remove`` after it."""
     if knob not in layer_list_knobs():
         raise ctx.fail(
             path,
@@ -734,7 +766,6 @@ def _edit_layers(
     m = _mapping(ctx, edit, path, EDIT_KEYS)
     if not m:
         raise ctx.fail(path, "empty edit; give add: [layers] and/or remove: [layers]")
-    shorthand = path.endswith(("add_each", "remove_each"))
     at = {key: path if shorthand else f"{path}.{key}" for key in EDIT_KEYS}
     cfg = over.config()
     inherited = tuple(getattr(cfg, knob))

@@ -380,6 +380,38 @@ def test_the_plan_records_the_layer_each_grid_point_sweeps():
     assert plan_mod.layer_axis(([0], [0, 1, 2])) is None and plan_mod.layer_axis(([True], [False])) is None
 
 
+def test_a_remove_each_grid_records_the_layer_each_point_turns_back_on():
+    """{remove_each: "0-3"} over mlp_off [0, 1, 2, 3]: each point is the list less one layer, which the
+    guess from the values cannot place (they share nothing); the spec's shorthand names it. Run ids are
+    the resolved knobs, whatever the shorthand."""
+    base = {
+        "name": "s",
+        "trainer": {"preset": "tiny", "set": {"mlp_off": [0, 1, 2, 3]}},
+        "resources": {"gpus_per_run": 0},
+    }
+    shorthand = parse_spec(
+        {
+            **base,
+            "arms": {
+                "baseline": {},
+                "on": {"grid": {"mlp_off": {"remove_each": "0-3"}}},
+                "added": {"grid": {"attn_off": {"add_each": "5,6"}}},
+            },
+        }
+    )
+    written = parse_spec({**base, "arms": {"baseline": {}, "on": {"grid": {"mlp_off": [[1, 2, 3], [0, 2, 3],
+                                                                                     [0, 1, 3], [0, 1, 2]]}},
+                                           "added": {"grid": {"attn_off": [[5, 7], [6, 7]]}}}})  # fmt: skip
+    runs = [r for r in make_plan(shorthand).runs if r.arm == "on"]
+    assert [r.point.layers for r in runs] == [{"mlp_off": n} for n in range(4)]
+    assert [r.point.values["mlp_off"] for r in runs] == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
+    assert plan_mod.layer_axis(tuple(r.point.values["mlp_off"] for r in runs)) is None  # no guess finds it
+    added = [r.point.layers for r in make_plan(shorthand).runs if r.arm == "added"]
+    assert added == [{"attn_off": 5}, {"attn_off": 6}]  # tiny's attn_off [7] plus one
+    ids = {r.run_id for r in make_plan(shorthand).runs}
+    assert ids == {r.run_id for r in make_plan(written).runs}
+
+
 def test_sweep_json_holds_the_plans_run_ids_and_grid_layers():
     from orchestrator.commands import sweep_info
 
