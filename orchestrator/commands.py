@@ -64,8 +64,8 @@ def add_run_parser(sub) -> argparse.ArgumentParser:
         "--time-limit",
         metavar="DURATION",
         help="start no block that would not end within DURATION (e.g. 25m, 1h30m) of the start, by the "
-        "runs' mean wall time so far (the plan's estimate before); running blocks are never cut; exit 3 "
-        "while runs are left",
+        "ETA's prediction of its runs (the plan's estimate before any is measured); running blocks are "
+        "never cut; exit 3 while runs are left",
     )
     p.add_argument(
         "--until-decided",

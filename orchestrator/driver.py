@@ -157,17 +157,17 @@ class SweepState:
             left = [r for r in job.block.runs if r.run_id not in job.reported]
             now_running = next((i for i, r in enumerate(left) if r.run_id in self.running), None)
             if now_running is None:
-                waiting.append(self._coming(left, memo))  # submitted, waiting for its node: first in line
+                waiting.append(self.coming_s(left, memo))  # submitted, waiting for its node: first in line
                 continue
             cur = left[now_running]
-            rest = self._coming(left[now_running + 1 :], memo)
+            rest = self.coming_s(left[now_running + 1 :], memo)
             busy.append([self.eta.left_s(cur.run_id, cur, now, startup_s(cur)), *rest])
-        queued = waiting + [self._coming(b.runs, memo) for b in self.queue]
+        queued = waiting + [self.coming_s(b.runs, memo) for b in self.queue]
         if any(t is None for b in [*busy, *queued] for t in b):
             return None
         return makespan([sum(b) for b in busy], queued, max(1, parallel))
 
-    def _coming(self, runs: Sequence[RunSpec], memo: dict) -> list[float | None]:
+    def coming_s(self, runs: Sequence[RunSpec], memo: dict) -> list[float | None]:
         """Predicted walls of coming runs; runs alike (arm, kind, steps, preset, estimate) are predicted
         once per ETA (a sweep of thousands of runs has a handful of such kinds)."""
         out = []
@@ -348,7 +348,7 @@ class SweepDriver:
         quiet = self.options.quiet_s
         if not quiet:
             return
-        now = time.monotonic()
+        now = self.state.clock()
         for rr in list(self.state.running.values()):
             if now - rr.heard < quiet:
                 continue
@@ -363,7 +363,14 @@ class SweepDriver:
             )
 
     def _block_estimate_s(self, block: Block) -> float | None:
-        """Wall seconds the block will take: runs ended so far, else the plan's estimates (None: unknown)."""
+        """Wall seconds the block will take, as the live ETA predicts its runs (`orchestrator.eta`: a
+        trainer run after a cold one is its start-up less the compile, plus its steps at the measured
+        rate); where that knows nothing, the runs ended so far, else the plan's estimates (None:
+        unknown). (The mean wall of ended runs alone took a cold compile of 8 minutes for the next run
+        of 2: on an H200 it left 4 minutes of a session idle.)"""
+        predicted = self.state.coming_s(block.runs, {})
+        if predicted and all(t is not None for t in predicted):
+            return float(sum(predicted))
         per_run = self.state.run_estimate_s()
         if per_run is None:
             per_run = _mean_estimate(block.runs)
@@ -377,7 +384,7 @@ class SweepDriver:
             return f"--max-blocks {o.max_blocks} reached"
         if o.time_limit_s is not None:
             need = self._block_estimate_s(block)
-            left = o.time_limit_s - (time.monotonic() - self.state.started)
+            left = o.time_limit_s - (self.state.clock() - self.state.started)
             if left <= 0 or (need is not None and need > left):
                 return (
                     f"--time-limit: the next block needs ~{format_duration(need)}, "

@@ -63,14 +63,18 @@ class EtaProbe:
         self.seen.append((kind, self.clock.t, state.finished, step, state.eta_s(1, now=self.clock.t)))
 
 
-def run_sweep(plan, timing, slots=1):
+def run_sweep(plan, timing, slots=1, **options):
     clock = Clock()
     ex = InProcessExecutor({"n1": {"GPU": 1, "CPU": slots}}, runner=timed_runner(clock, timing))
     probe = EtaProbe(clock)
     driver = SweepDriver(
-        plan, "/nonexistent-unused", ex, options=SweepOptions(poll_s=0.0, quiet_s=0), progress=probe
+        plan,
+        "/nonexistent-unused",
+        ex,
+        options=SweepOptions(poll_s=0.0, quiet_s=0, **options),
+        progress=probe,
     )
-    driver.state.clock = clock
+    driver.state.clock, driver.state.started = clock, clock()
     driver.recorder = NullRecorder(driver.runs)
     driver.run()
     return probe.seen, clock.t
@@ -151,6 +155,18 @@ def test_a_trainer_runs_start_up_splits_into_compile_and_the_rest():
     assert abs(eta - truth) < 0.1 * truth
     eta, truth = accuracy(seen, end, lambda kind, t, fin, step, eta: kind == "run" and fin == 2)
     assert abs(eta - truth) < 0.1 * truth
+
+
+def test_time_limit_predicts_the_next_run_as_the_eta_does_not_by_a_cold_compile():
+    """An H200 session (2026-12-01): the first run of h200-mini compiled cold (start-up 479 s), 13 minutes
+    were given, and the next run, warm, was judged by the cold run's wall (8m41s) against the 4m11s left:
+    the machine sat idle. The limit now predicts a coming run as the ETA does (start-up less compile)."""
+    runs = [fake_run(f"h{i}", order=i, gpus=1, preset="h200-mini", params={"steps": 300}) for i in range(4)]
+    timing = lambda r, k: (479.0, 300, 0.137, 366.0) if k == 1 else (75.0, 300, 0.137, 40.0)  # noqa: E731
+    seen, end = run_sweep(grid_plan(runs), timing, time_limit_s=780.0)
+    ended = [t for kind, t, *_ in seen if kind == "run"]
+    assert len(ended) == 3  # the cold run at 520 s, then two warm runs of ~116 s each; a 4th would not fit
+    assert ended[0] - 1000.0 == pytest.approx(520.1) and end - 1000.0 <= 780.0
 
 
 def test_makespan_lays_blocks_over_the_slots():
