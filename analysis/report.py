@@ -19,8 +19,7 @@ import pandas as pd
 
 from analysis import figures, summary
 from analysis.resultsdir import ResultsDir, SweepInfo
-
-BOOTSTRAP_SEED = 20250905  # fixed: the same results give the same report, byte for byte
+from analysis.summary import BOOTSTRAP_SEED
 
 
 def run_order(runs: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # the grid table's pandas is imported where it is built: `abl
 
 ALPHA_RECORD = 0.01
 BOOTSTRAP_SEED = 20250905
-"""Fixed: the same logs give the same bootstrap interval, run after run (analysis/report.py's figure)."""
+"""Fixed: the same logs or results give the same bootstrap interval, run after run: `ablate compare`'s
+numbers and the report (byte for byte) use it."""
 
 
 def _f(x, spec: str = ".4f") -> str:

@@ -1,8 +1,10 @@
 """`ablate compare` and `ablate report` through the real `ablate` entry point (orchestrator.cli.main)."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -146,6 +148,9 @@ def test_one_definition_of_the_target_and_the_bootstrap_seed():
     assert parse_target(None) == DEFAULT_TARGET and parse_target("none") is None
     assert parse_target("3.2") == 3.2
     assert summary.BOOTSTRAP_SEED == report.BOOTSTRAP_SEED  # compare's numbers are the report's
+    sources = sorted(Path(summary.__file__).parent.glob("*.py"))
+    defined = [p.name for p in sources if re.search(r"^BOOTSTRAP_SEED\s*[:=]", p.read_text(), re.MULTILINE)]
+    assert defined == ["summary.py"]  # imported elsewhere, so one change moves both
 
 
 def test_analysis_never_imports_ray_or_torch():
