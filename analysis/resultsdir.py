@@ -131,7 +131,10 @@ class SweepInfo:
         return sweep if isinstance(sweep, SweepInfo) else cls.from_json(sweep)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SweepInfo:
+    def from_json(cls, data: dict[str, Any], source: str | Path = "sweep.json") -> SweepInfo:
+        """sweep.json's parsed text as a SweepInfo; InputError naming `source` and the first field whose
+        value has a type ablate never writes (a hand-edited file, or one of another version)."""
+        _check_sweep_fields(data, source)
         ids = data.get("run_ids")
         return cls(
             name=data.get("name"),
@@ -167,6 +170,57 @@ class SweepInfo:
     def current_runs(self, runs):
         """(the runs of the current plan, how many other runs the folder holds): see `split_current`."""
         return split_current(runs, self.run_ids)
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_layers(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and _is_count(n) for k, n in v.items())
+
+
+_SWEEP_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "name": ("a string", lambda v: isinstance(v, str)),
+    "kind": ('a string ("grid" or "ab")', lambda v: isinstance(v, str)),
+    "target_val_loss": ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+    "baseline_arm": ("a string", lambda v: isinstance(v, str)),
+    "arms": ("a list of arm names", lambda v: isinstance(v, list | tuple)),
+    "profile": ("a string", lambda v: isinstance(v, str)),
+    "spec_file": ("a string", lambda v: isinstance(v, str)),
+    "planned_runs": ("a count (an integer >= 0)", _is_count),
+    "run_ids": ("a list of run ids", lambda v: isinstance(v, list | tuple)),
+    "point_layers": ("an object of run id -> {knob: layer}", lambda v: isinstance(v, dict)),
+}
+"""sweep.json's keys: what each holds (for the message) and its check (null is always allowed)."""
+_ITEMS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "arms": ("an arm name (a string)", lambda v: isinstance(v, str)),
+    "run_ids": ("a run id (a string)", lambda v: isinstance(v, str)),
+    "point_layers": ("an object of knob -> layer (an integer >= 0)", _is_layers),
+}
+"""The check of each item of the list and object keys (their values, for an object)."""
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _check_sweep_fields(data: dict[str, Any], source: str | Path) -> None:
+    """InputError for the first key of sweep.json whose value (or one of its items) has the wrong type."""
+    fix = "fix it, or delete the key (`ablate run` writes it again)"
+    for key, (want, ok) in _SWEEP_FIELDS.items():
+        value = data.get(key)
+        if value is not None and not ok(value):
+            raise InputError(f"{source}: {key} is {_short(value)}, not {want}; {fix}")
+        if value is None or key not in _ITEMS:
+            continue
+        item_want, item_ok = _ITEMS[key]
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for where, item in items:
+            if not item_ok(item):
+                at = f"{key}[{json.dumps(where)}]"
+                raise InputError(f"{source}: {at} is {_short(item)}, not {item_want}; {fix}")
 
 
 def split_current(runs, run_ids: Iterable[str] | None):
@@ -491,8 +545,9 @@ class ResultsDir:
         return table.sort_by([("run_id", "ascending"), ("step", "ascending")]).to_pandas()
 
     def read_sweep(self) -> SweepInfo:
-        """sweep.json (an empty SweepInfo when absent); InputError if it is not valid JSON."""
-        return SweepInfo.from_json(self.read_sweep_json())
+        """sweep.json (an empty SweepInfo when absent); InputError if it is not valid JSON or a field has
+        the wrong type."""
+        return SweepInfo.from_json(self.read_sweep_json(), self.sweep_file)
 
     def read_sweep_json(self) -> dict:
         if not self.sweep_file.exists():
@@ -501,6 +556,10 @@ class ResultsDir:
             data = json.loads(self.sweep_file.read_text())
         except json.JSONDecodeError as e:
             raise InputError(f"{self.sweep_file}: not valid JSON ({e})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(
+                f"{self.sweep_file}: cannot be read ({getattr(e, 'strerror', None) or e})"
+            ) from None
         if not isinstance(data, dict):
             raise InputError(
                 f'{self.sweep_file}: not a JSON object; ablate writes one such as {{"name": ...}}'

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from analysis import InputError
-from analysis.resultsdir import ResultsDir, SweepInfo, split_current, split_current_ids
+from analysis.resultsdir import ResultsDir, SweepInfo, split_current_ids
 from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions
 from orchestrator.errors import UserError, storage_error
 
@@ -381,28 +381,31 @@ def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, de
 
 
 def _stored_sweep_json(folder: ResultsDir) -> dict:
-    """sweep.json as stored, {} when absent or unreadable (status and the spec check go on without it)."""
+    """sweep.json as stored, {} when absent, unreadable or of wrong types (the spec check goes on without
+    it: `ablate run` writes it again)."""
     try:
-        return folder.read_sweep_json()
+        data = folder.read_sweep_json()
+        SweepInfo.from_json(data, folder.sweep_file)
     except (OSError, InputError):
         return {}
+    return data
 
 
 def status_text(results_dir: Path) -> str:
     """The text `ablate status` prints: per arm done/failed/missing, each failed run's reason, and what
-    is running."""
+    is running. InputError for a sweep.json that is not valid JSON or has a field of the wrong type."""
     from analysis.summary import failure_lines
 
     folder = ResultsDir(results_dir)
-    sweep, status = _stored_sweep_json(folder), folder.read_status()
-    runs, stale = split_current(folder.read_runs(), sweep.get("run_ids"))
+    sweep, status = folder.read_sweep(), folder.read_status()
+    runs, stale = sweep.current_runs(folder.read_runs())
     counts: dict[str, Counter] = {}
     for arm, st in zip(runs.get("arm", []), runs.get("status", []), strict=False):
         counts.setdefault(arm, Counter())[st] += 1
     planned = status.get("planned_per_arm") or {}
-    arms = list(dict.fromkeys([*sweep.get("arms", []), *planned, *counts]))
+    arms = list(dict.fromkeys([*sweep.arms, *planned, *counts]))
     alive = folder.driver_alive()
-    head = f"sweep {sweep.get('name', results_dir.name)} ({sweep.get('kind', '?')}) in {results_dir}: "
+    head = f"sweep {sweep.name or results_dir.name} ({sweep.kind or '?'}) in {results_dir}: "
     head += (
         f"driver running (pid {status.get('pid')} on {status.get('host')})" if alive else "no driver running"
     )

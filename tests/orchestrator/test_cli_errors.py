@@ -106,3 +106,44 @@ def test_the_readmes_status_and_report_examples_name_folders_its_runs_write():
                 assert (m[1] == last) if last else (m[1] in every), line
                 checked += 1
     assert checked >= 2
+
+
+@pytest.mark.parametrize("verb", ["status", "report"])
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        ({"arms": 7}, "arms is 7, not a list of arm names"),
+        ({"run_ids": ["a", 5]}, "run_ids[1] is 5, not a run id (a string)"),
+        ({"target_val_loss": "3.28"}, 'target_val_loss is "3.28", not a number'),
+        ({"planned_runs": True}, "planned_runs is true, not a count"),
+        ({"name": {"x": 1}}, 'name is {"x": 1}, not a string'),
+        ({"point_layers": {"r1": {"mlp_off": "4"}}}, 'point_layers["r1"] is {"mlp_off": "4"}, not an object'),
+    ],
+)
+def test_a_sweep_json_field_of_the_wrong_type_is_one_line_naming_file_and_field(
+    tmp_path, capsys, verb, edit, said
+):
+    """A hand-edited sweep.json (or one of another version) is the file and field, not a TypeError."""
+    from tests.analysis.helpers import make_ab_results
+
+    root = make_ab_results(tmp_path / "ab")
+    sweep = json.loads((root / "sweep.json").read_text())
+    (root / "sweep.json").write_text(json.dumps({**sweep, **edit}))
+    assert main([verb, str(root)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"ablate: error: {root / 'sweep.json'}: {said}"), err
+    assert "delete the key" in err
+
+
+@pytest.mark.parametrize("verb", ["status", "report"])
+def test_a_truncated_sweep_json_is_one_line(tmp_path, capsys, verb):
+    """Status used to read a truncated sweep.json as no sweep.json (every run counted, no arms named)."""
+    from tests.analysis.helpers import make_ab_results
+
+    root = make_ab_results(tmp_path / "ab")
+    text = (root / "sweep.json").read_text()
+    (root / "sweep.json").write_text(text[: len(text) // 2])
+    assert main([verb, str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ablate: error: {root / 'sweep.json'}: not valid JSON") and err.count("\n") == 1
