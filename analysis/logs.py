@@ -106,18 +106,20 @@ def _separator_lines(text, limit: int = 2) -> list[int]:
     return found
 
 
-def split_header(text: str) -> tuple[bool, str]:
-    """(has_header, body): the body is what follows the second line of 100 `=` (or the only one)."""
-    seps = _separator_lines(text)
-    if not seps:
-        return False, text
-    return True, text[seps[-1] + len(SEPARATOR) + 1 :]
-
-
 def _normalise(text):
     """CRLF and lone CR as LF (str or bytes; only scanned when a CR is there)."""
     cr, nl = ("\r", "\n") if isinstance(text, str) else (b"\r", b"\n")
     return text.replace(cr + nl, nl).replace(cr, nl) if cr in text else text
+
+
+def split_header(text):
+    """(code, body) of a log's text or bytes, line endings normalised (`_normalise`): code is what precedes
+    the first line of 100 `=` (None without one: no header), body what follows the second (or the only
+    one)."""
+    seps = _separator_lines(text)
+    if not seps:
+        return None, text
+    return text[: seps[0]], text[seps[-1] + len(SEPARATOR) + 1 :]
 
 
 def _strip_tee(body: str) -> str:
@@ -132,16 +134,18 @@ def _strip_tee(body: str) -> str:
 
 def parse_log_text(text: str, *, all_steps: bool = True) -> ParsedLog:
     """Parse a whole log (file contents or a stdout capture); never raises on bad content."""
-    has_header, body = split_header(_normalise(text))
-    return _parse_body(_strip_tee(body), has_header, all_steps)
+    code, body = split_header(_normalise(text))
+    return _parse_body(_strip_tee(body), code is not None, all_steps)
 
 
 def parse_log_bytes(data: bytes, *, all_steps: bool = True) -> ParsedLog:
     """`parse_log_text(data.decode("utf-8", errors="replace"))`, decoding only what follows the header."""
-    data = _normalise(data)
-    seps = _separator_lines(data)
-    body = data[seps[-1] + len(SEPARATOR) + 1 :] if seps else data
-    return _parse_body(_strip_tee(body.decode("utf-8", errors="replace")), bool(seps), all_steps)
+    code, body = split_header(_normalise(data))
+    return _parse_decoded(body, code is not None, all_steps)
+
+
+def _parse_decoded(body: bytes, has_header: bool, all_steps: bool) -> ParsedLog:
+    return _parse_body(_strip_tee(body.decode("utf-8", errors="replace")), has_header, all_steps)
 
 
 def _parse_body(body: str, has_header: bool, all_steps: bool) -> ParsedLog:
@@ -265,11 +269,14 @@ def code_fingerprint(data: bytes) -> str | None:
     block (after the separator), leading comment and blank lines (an annotation such as `# run 3 of 10`),
     and our trainer's `{"seed": ...}` line.
     """
-    data = _normalise(data)
-    seps = _separator_lines(data, limit=1)
-    if not seps:
+    return _code_digest(split_header(_normalise(data))[0])
+
+
+def _code_digest(code: bytes | None) -> str | None:
+    """`code_fingerprint` of the header's code part (`split_header`)."""
+    if code is None:
         return None
-    code, start = data[: seps[0]], 0
+    start = 0
     while start < len(code) and (code.startswith(b"#", start) or code.startswith(b"\n", start)):
         nxt = code.find(b"\n", start)
         start = len(code) if nxt == -1 else nxt + 1
@@ -304,7 +311,9 @@ def read_log(path: Path, problem: str | None = None) -> LogFile:
     except OSError as e:
         return LogFile(path, None, None, None, f"cannot read it ({e.strerror or e})")
     digest = hashlib.sha256(data).hexdigest()[:16]
-    return LogFile(path, digest, code_fingerprint(data), parse_log_bytes(data, all_steps=False), None)
+    code, body = split_header(_normalise(data))  # once, for both the fingerprint and the parse
+    log = _parse_decoded(body, code is not None, all_steps=False)
+    return LogFile(path, digest, _code_digest(code), log, None)
 
 
 def is_log_name(name: str) -> bool:

@@ -307,6 +307,12 @@ def test_read_log_never_raises(tmp_path):
     assert f.error is None and f.log.status == "ok" and len(f.digest) == 16 and f.code is not None
     assert read_log(tmp_path / "missing.txt").error == "cannot read it (No such file or directory)"
     assert read_log(tmp_path, "is a folder").error == "is a folder"
+    crlf = tmp_path / "crlf.txt"  # read once: the same code and figures as the public functions give
+    crlf.write_bytes(upstream_log(10, 3.28, 1000).replace("\n", "\r\n").encode())
+    f = read_log(crlf)
+    assert f.code == code_fingerprint(good.read_bytes())
+    assert f.log == parse_log_bytes(crlf.read_bytes(), all_steps=False)
+    assert f.log.status == "ok" and f.log.final_val_loss == 3.28
 
 
 def test_scan_logs_recursion_links_and_names(tmp_path):
