@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq  # noqa: F401 -- `store.pq.write_table` is what fault-injection tests replace
 
-from analysis.resultsdir import INDEX_REFRESH_MIN_NEW, ResultsDir
+from analysis.resultsdir import ResultsDir
 from analysis.schema import (  # noqa: F401 -- the store's documented names
     BASE_FIELDS,
     JSON_COLUMNS,
@@ -24,8 +24,6 @@ from analysis.schema import (  # noqa: F401 -- the store's documented names
     TAIL_FIELDS,
     run_schema,
 )
-
-CACHE_REFRESH_MIN_NEW = INDEX_REFRESH_MIN_NEW
 
 
 def write_run(results_dir: str | Path, row: dict, knob_types: dict[str, str], *, fsync: bool = True) -> Path:
