@@ -3,13 +3,16 @@
 `knob_diff({"attn_off": [7], ...}, {"attn_off": [3], ...})` is `["attn_off: [7] -> [3]"]`: what
 `ablate run --dry-run` shows under each arm and what the report names each configuration by, so an
 arm that also undoes something of the baseline (a per-layer list given in full) says so where it is read.
-Inputs are resolved knob values (a run's `params`: every knob, per-layer knobs as lists of
-num_layers entries). Standard library only: the dry-run runs where pandas and numpy may be missing.
+`layer_axis` is the one guess, for the plan and the report alike, of the layer each value of a knob
+swept a layer at a time sweeps. Inputs are resolved knob values (a run's `params`: every knob,
+per-layer knobs as lists of num_layers entries). Standard library only: the dry-run runs where pandas
+and numpy may be missing.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 IGNORED = frozenset({"seed"})
@@ -90,3 +93,27 @@ def _key(value: Any) -> str:
 
 def _entry(value: Any) -> str:
     return "-" if value is None else value_text(value)
+
+
+def canonical(value: Any) -> str:
+    """A value as canonical JSON (sorted keys): the key `layer_axis` gives each value by."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def layer_axis(values: Sequence[Any]) -> dict[str, int] | None:
+    """{value: the layer it sweeps} (values as `canonical` JSON) for a knob swept one layer at a time,
+    else None: every value a list of layer indices that differs from what all of them share by one layer
+    (`{each_layer: "0-11"}` is [[0], ..., [11]]; with `with: [0]`, [[0, 1], ..., [0, 11]]; a list grid of
+    such lists alike; a value may come more than once, as in one per run). One value sweeps nothing."""
+    lists = [v for v in values if _is_layers(v)]
+    if len(lists) < len(values) or len({canonical(v) for v in lists}) < 2:
+        return None
+    common = set.intersection(*(set(v) for v in lists))
+    extra = [sorted(set(v) - common) for v in lists]
+    if any(len(e) != 1 for e in extra):
+        return None
+    return {canonical(v): e[0] for v, e in zip(lists, extra, strict=True)}
+
+
+def _is_layers(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import figures, summary
+from analysis import figures, knobdiff, summary
 from analysis.resultsdir import ResultsDir, SweepInfo
 from analysis.summary import BOOTSTRAP_SEED
 
@@ -168,18 +168,16 @@ def _point_rows(series: str, arm: str, layers: list[int], g: pd.DataFrame) -> li
 
 
 def _inferred_layer_rows(ok: pd.DataFrame) -> list[tuple]:
-    """layer_points of results without recorded layers: arms varying a list-valued knob by one layer
-    (arms where the extra element is not a single index are left out)."""
+    """layer_points of results without recorded layers: arms varying a list-valued knob by one layer,
+    by the plan's own guess (`knobdiff.layer_axis`; other arms are left out)."""
     rows = []
     for col in _knob_columns(ok):
         for arm, g in ok.groupby("arm"):
             lists = [_as_list(v) for v in g[col]]
-            if any(x is None for x in lists) or len({tuple(x) for x in lists}) < 2:
-                continue
-            common = set.intersection(*(set(x) for x in lists))
-            extra = [sorted(set(x) - common) for x in lists]
-            if all(len(e) == 1 and isinstance(e[0], int) for e in extra):
-                rows += _point_rows(f"{arm} ({col[5:]})", arm, [e[0] for e in extra], g)
+            layer_of = None if any(x is None for x in lists) else knobdiff.layer_axis(lists)
+            if layer_of is not None:
+                layers = [layer_of[knobdiff.canonical(x)] for x in lists]
+                rows += _point_rows(f"{arm} ({col[5:]})", arm, layers, g)
     return rows
 
 

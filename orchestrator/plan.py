@@ -23,6 +23,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from analysis.knobdiff import canonical as _canonical
+from analysis.knobdiff import layer_axis
 from orchestrator.runspec import Block, GridPoint, Plan, RunSpec
 from orchestrator.spec import (
     NON_IDENTITY_FIELDS,
@@ -350,33 +352,11 @@ def arm_points(arm: Arm) -> list[GridPoint]:
 def _layers_by_value(arm: Arm, knob: str, values: tuple[Any, ...]) -> dict[str, int] | None:
     """{value: layer} for one grid knob: the layers the spec's shorthand swept (``Arm.grid_layers``: a
     ``remove_each`` point is the list less its layer, which no guess from the values finds), else the
-    guess from the values written out (`layer_axis`)."""
+    guess from the values written out (`analysis.knobdiff.layer_axis`)."""
     swept = arm.grid_layers.get(knob)
     if swept is not None and len(swept) == len(values):
         return {_canonical(v): layer for v, layer in zip(values, swept, strict=True)}
     return layer_axis(values)
-
-
-def layer_axis(values: tuple[Any, ...]) -> dict[str, int] | None:
-    """{value: the layer it sweeps} (values as canonical JSON) for a knob swept one layer at a time, else
-    None: every value a list of layer indices that differs from what all of them share by one layer
-    (`{each_layer: "0-11"}` is [[0], ..., [11]]; with `with: [0]`, [[0, 1], ..., [0, 11]]; a list
-    grid of such lists alike). A single value sweeps nothing."""
-
-    def is_layers(v: Any) -> bool:
-        return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
-
-    if len(values) < 2 or not all(is_layers(v) for v in values):
-        return None
-    common = set.intersection(*(set(v) for v in values))
-    extra = [sorted(set(v) - common) for v in values]
-    if any(len(e) != 1 for e in extra):
-        return None
-    return {_canonical(v): e[0] for v, e in zip(values, extra, strict=True)}
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _data_args(spec: Spec, unit: _Unit) -> tuple[str, ...]:

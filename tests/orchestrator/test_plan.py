@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analysis.knobdiff import layer_axis
 from orchestrator import plan as plan_mod
 from orchestrator.plan import ab_pattern, describe_plan, make_plan, seed_from_run_id, spec_identity_diff
 from orchestrator.spec import load_spec, parse_spec
@@ -377,7 +378,35 @@ def test_the_plan_records_the_layer_each_grid_point_sweeps():
     assert [layers for _, layers in by_arm["paths"]] == [{}, {}] and by_arm["single"] == [
         ({"mlp_off": [4]}, {})
     ]
-    assert plan_mod.layer_axis(([0], [0, 1, 2])) is None and plan_mod.layer_axis(([True], [False])) is None
+    assert layer_axis(([0], [0, 1, 2])) is None and layer_axis(([True], [False])) is None
+
+
+def test_the_reports_guess_for_older_folders_is_the_plans_own():
+    """Results without recorded layers: the report infers each run's layer from its knob values with
+    the plan's function (`knobdiff.layer_axis`), a value per run (replicates repeat it): the layers the
+    plan gives the points of a grid written out, replicate by replicate."""
+    import json
+
+    import pandas as pd
+
+    from analysis.report import layer_points
+
+    spec = parse_spec({
+        "name": "s", "trainer": {"preset": "tiny"}, "resources": {"gpus_per_run": 0}, "repeats": 2,
+        "arms": {"baseline": {},
+                 "zero_and": {"grid": {"mlp_off": [[0, 1], [0, 5], [0, 11]]}},
+                 "steps": {"grid": {"steps": [3, 4]}},
+                 "single": {"set": {"mlp_off": [4]}}},
+    })  # fmt: skip
+    runs = make_plan(spec).runs
+    rows = pd.DataFrame(
+        {"run_id": r.run_id, "arm": r.arm, "status": "ok", "final_val_loss": 3.0, "train_time_ms": 1.0,
+         "knob_mlp_off": json.dumps(r.params["mlp_off"])} for r in runs
+    )  # fmt: skip
+    pts = layer_points(rows)
+    planned = [(r.arm, r.point.layers["mlp_off"]) for r in runs if r.point.layers]
+    assert sorted(zip(pts["arm"], pts["layer"], strict=True)) == sorted(planned)
+    assert len(planned) == 6 and set(pts["series"]) == {"zero_and (mlp_off)"}
 
 
 def test_a_remove_each_grid_records_the_layer_each_point_turns_back_on():
@@ -405,7 +434,7 @@ def test_a_remove_each_grid_records_the_layer_each_point_turns_back_on():
     runs = [r for r in make_plan(shorthand).runs if r.arm == "on"]
     assert [r.point.layers for r in runs] == [{"mlp_off": n} for n in range(4)]
     assert [r.point.values["mlp_off"] for r in runs] == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
-    assert plan_mod.layer_axis(tuple(r.point.values["mlp_off"] for r in runs)) is None  # no guess finds it
+    assert layer_axis(tuple(r.point.values["mlp_off"] for r in runs)) is None  # no guess finds it
     added = [r.point.layers for r in make_plan(shorthand).runs if r.arm == "added"]
     assert added == [{"attn_off": 5}, {"attn_off": 6}]  # tiny's attn_off [7] plus one
     ids = {r.run_id for r in make_plan(shorthand).runs}
