@@ -401,6 +401,8 @@ def _trainer_section(ctx: _Ctx, value: Any) -> tuple[str, dict[str, Any], str | 
     sets, _ = _flatten_level(
         ctx, "trainer.set", _Over(ctx, "", preset, {}), _knob_map(ctx, t.get("set"), "trainer.set")
     )
+    # its values before any arm's: an arm resolves over them, and would be blamed for their mistake
+    _resolve_at(ctx, "trainer.set", preset, sets, tuple(sets))
     data_dir = t.get("data_dir")
     if data_dir is not None and (not isinstance(data_dir, str) or not data_dir.strip()):
         raise ctx.fail("trainer.data_dir", f"expected a folder of .bin shards, got {_describe(data_dir)}")
@@ -857,7 +859,7 @@ def _resolve_at(ctx: _Ctx, path: str, preset: str, overrides: dict, written: tup
 
 
 def _check_knobs(ctx: _Ctx, preset: str, trainer_set: dict, arms: tuple[Arm, ...]) -> None:
-    _resolve_at(ctx, "trainer.set", preset, trainer_set, tuple(trainer_set))
+    """Every arm's knobs over ``trainer_set`` (checked when the trainer section was read)."""
     for arm in arms:
         if arm.is_command:
             _check_trainer_command(ctx, arm)

@@ -79,6 +79,19 @@ CASES = {
         "name: t\ntrainer: {preset: tiny, set: {steps: -3}}\n" + ARMS,
         "trainer.set.steps: -3 must be >= 1",
     ),
+    # a mistake in trainer.set comes first, as it is read: not after an arm's, nor blamed on an arm
+    "trainer_set_before_an_arms_unknown_knob": (
+        "name: t\ntrainer: {preset: tiny, set: {steps: -3}}\narms: {baseline: {}, x: {grid: {mlp_of: [[1]]}}}\n",
+        "trainer.set.steps: -3 must be >= 1",
+    ),
+    "trainer_set_under_an_arms_edit": (
+        "name: t\ntrainer: {preset: tiny, set: {steps: -3}}\narms: {baseline: {}, x: {set: {mlp_off: {add: [3]}}}}\n",
+        "trainer.set.steps: -3 must be >= 1",
+    ),
+    "trainer_set_under_an_add_each_grid": (
+        "name: t\ntrainer: {preset: tiny, set: {steps: -3}}\narms: {x: {grid: {mlp_off: {add_each: 0-2}}}}\n",
+        "trainer.set.steps: -3 must be >= 1",
+    ),
     "seed_knob": (
         BASE + "arms:\n  baseline: {set: {seed: 3}}\n",
         "arms.baseline.set.seed: the seed is derived per replicate from the run_id; remove it",
