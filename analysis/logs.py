@@ -123,13 +123,8 @@ def split_header(text):
 
 
 def _strip_tee(body: str) -> str:
-    """The body without `torchrun --tee` prefixes, when it is such a capture: when its first `step:`
-    follows a prefix such as `[default0]:` (looking there costs nothing; scanning the body would)."""
-    i = body.find("step:")
-    if i < 3 or body[i - 2 : i] != "]:":
-        return body
-    prefix = _TEE_RE.match(body, body.rfind("\n", 0, i) + 1)
-    return _TEE_RE.sub("", body) if prefix and prefix.end() == i else body
+    """The body without `torchrun --tee` prefixes (`[default0]:`), when a step line carries one."""
+    return _TEE_RE.sub("", body) if "]:step:" in body else body
 
 
 def parse_log_text(text: str, *, all_steps: bool = True) -> ParsedLog:

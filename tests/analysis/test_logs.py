@@ -269,6 +269,8 @@ def test_torchrun_tee_prefixes_are_dropped():
     log = parse_log_text(tee)
     assert log.status == "ok" and log.final_val_loss == 3.29 and log.train_time_ms == 5000
     assert parse_log_text(tee.replace("[default0]:", "[trainer3]:")).status == "ok"
+    noted = tee.replace("W0905", "[default0]:warmup step: compiling\nW0905", 1)  # a `step:` before the first
+    assert parse_log_text(noted).final_val_loss == 3.29  # step line is no step line: still a tee capture
 
 
 def test_step_line_keys_are_lower_case_as_printed():
