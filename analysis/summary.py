@@ -75,7 +75,7 @@ def ab_summary(arms: dict[str, dict], target: float | None, rng: np.random.Gener
     out["paired"] = None
     if blocks is not None and len(blocks.get("time_s", [])) >= 1:
         out["paired"] = {k: stats.paired_test(v).as_dict() for k, v in blocks.items()}
-    out["runs_needed"] = _runs_needed(out, lcmp, tcmp, target)
+    out["runs_needed"] = _runs_needed(out, tcmp, target)
     seq_time = blocks["time_s"] if blocks is not None else None
     out["sequential"] = _sequential(c["loss"], seq_time, target)
     return out
@@ -85,18 +85,20 @@ def one_arm_summary(loss, times, target: float | None) -> dict:
     """The record rule and train time of one set of runs (`ablate compare --logs`): the A/B summary's
     keys that need no second arm. loss: final val losses; times: train times in s."""
     arm = arm_numbers(loss, times, target)
-    needed = {}
-    if target is not None and arm["sd_val_loss"]:
-        needed["loss_vs_target"] = stats.runs_needed(target - arm["mean_val_loss"], arm["sd_val_loss"])
-    return {"target": target, "arms": {"runs": arm}, "runs_needed": needed,
+    return {"target": target, "arms": {"runs": arm}, "runs_needed": _loss_needed(arm, target),
             "sequential": _sequential(loss, None, target)}  # fmt: skip
 
 
-def _runs_needed(out, lcmp, tcmp, target) -> dict:
-    res = {}
-    cand = out["arms"]["candidate"]
-    if target is not None and cand["sd_val_loss"]:
-        res["loss_vs_target"] = stats.runs_needed(target - cand["mean_val_loss"], cand["sd_val_loss"])
+def _loss_needed(arm: dict, target: float | None) -> dict:
+    """{"loss_vs_target": runs for the record rule at the arm's observed spread}, or {} without a target
+    or a spread."""
+    if target is None or not arm["sd_val_loss"]:
+        return {}
+    return {"loss_vs_target": stats.runs_needed(target - arm["mean_val_loss"], arm["sd_val_loss"])}
+
+
+def _runs_needed(out, tcmp, target) -> dict:
+    res = _loss_needed(out["arms"]["candidate"], target)
     if tcmp.diff is not None and tcmp.welch_t:
         sd = abs(tcmp.diff / tcmp.welch_t) * math.sqrt(1.0 / (1.0 / tcmp.n_baseline + 1.0 / tcmp.n_candidate))
         res["time_delta"] = stats.runs_needed(tcmp.diff, sd, two_sample=True)
