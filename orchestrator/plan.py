@@ -590,15 +590,31 @@ def _turned_on_line(spec: Spec, arm: Arm, base: RunSpec, hits: list, n_points: i
     )
     others = sorted({k for _, o in hits for k in o} - {knob})
     also = f", and layers of {', '.join(others)} too" if others else ""
-    if arm.is_command:
-        fix = f"to keep it off list it in the command's --set {knob}=[...] too"
-    else:
-        fix = (
-            f"to keep it off add to the list ({knob}: {{add: [...]}}, in a grid {{add_each: RANGE}}); "
-            f"if it is meant, say so: {knob}: {{remove: [{layers}]}} in the arm's set"
-        )
     head = f"warning: {spec.source}: arms.{arm.name}: turns {what} back on"
-    return f"{head}{where}{also}; {fix} (sweeps/README.md)"
+    return f"{head}{where}{also}; {_turned_on_fix(spec, arm, knob, on[knob])} (sweeps/README.md)"
+
+
+def _turned_on_fix(spec: Spec, arm: Arm, knob: str, layers: list[int]) -> str:
+    """The advice of a turned-on warning. A trainer arm starts from trainer.set, not from the baseline
+    arm's set: a layer that only the baseline arm's set has off is not the arm's to add to or remove."""
+    from trainer.config import resolve
+
+    if arm.is_command:
+        return f"to keep it off list it in the command's --set {knob}=[...] too"
+    inherited = set(getattr(resolve(spec.preset, spec.trainer_set), knob))
+    own = [x for x in layers if x not in inherited]
+    if own:
+        named = f"layer{'s' if len(own) > 1 else ''} {', '.join(str(x) for x in own)}"
+        return (
+            f"{named} {'are' if len(own) > 1 else 'is'} off in arms.{spec.baseline}.set, which the other "
+            "arms do not start from: to keep it off list it in this arm's set too (or move it to "
+            f"trainer.set, which every arm starts from); if it is meant, move it to trainer.set and say "
+            f"so in this arm's set: {knob}: {{remove: [{', '.join(str(x) for x in own)}]}}"
+        )
+    return (
+        f"to keep it off add to the list ({knob}: {{add: [...]}}, in a grid {{add_each: RANGE}}); "
+        f"if it is meant, say so: {knob}: {{remove: [{', '.join(str(x) for x in layers)}]}} in the arm's set"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -515,6 +515,31 @@ def test_an_arm_turning_back_on_what_the_baseline_has_off_is_warned(tmp_path, mo
     assert all("\n" not in w for w in warnings)
 
 
+def test_a_layer_the_baseline_arms_own_set_has_off_is_advised_from_that_set():
+    """Other arms start from trainer.set, not from the baseline arm's set: an {add: ...} (add_each) there
+    does not keep it off and {remove: ...} of it is refused, so the advice names the baseline arm's set
+    and trainer.set; what it says to do silences the warning."""
+    arms = {"baseline": {"set": {"mlp_off": [0]}}, "x": {"set": {"mlp_off": [3]}},
+            "g": {"grid": {"mlp_off": {"add_each": "3,5"}}}}  # fmt: skip
+    spec = parse_spec({"name": "s", "trainer": {"preset": "tiny"}, "resources": {"gpus_per_run": 0},
+                       "arms": arms}, "w.yaml")  # fmt: skip
+    warnings = plan_mod.plan_warnings(spec, make_plan(spec))
+    advice = (
+        "layer 0 is off in arms.baseline.set, which the other arms do not start from: to keep it off list "
+        "it in this arm's set too (or move it to trainer.set, which every arm starts from); if it is meant, "
+        "move it to trainer.set and say so in this arm's set: mlp_off: {remove: [0]} (sweeps/README.md)"
+    )
+    assert [w.split(": ")[2] for w in warnings] == ["arms.x", "arms.g"]
+    assert all(w.endswith(f"'baseline'); {advice}") for w in warnings)
+    assert "{add: [...]}" not in warnings[0]
+    kept = {"baseline": {}, "x": {"set": {"mlp_off": [0, 3]}},
+            "g": {"grid": {"mlp_off": {"add_each": "3,5"}}},
+            "on": {"set": {"mlp_off": {"remove": [0]}}}}  # fmt: skip
+    moved = parse_spec({"name": "s", "trainer": {"preset": "tiny", "set": {"mlp_off": [0]}},
+                        "resources": {"gpus_per_run": 0}, "arms": kept}, "w.yaml")  # fmt: skip
+    assert plan_mod.plan_warnings(moved, make_plan(moved)) == []
+
+
 def test_the_shipped_sweeps_warn_of_nothing_turned_back_on():
     import yaml
 
