@@ -238,15 +238,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             _write_sweep_files(results_dir, Path(args.spec), plan)
         except OSError as e:
             raise storage_error(e, results_dir) or e from None
-        missing = _missing(plan, results_dir, args.retry_failed)
-        state = _execute(args, spec, plan, results_dir, decide, deadline) if missing else None
+        failed = _retryable(results_dir, plan) or set()  # read once: the start line and the driver's
+        missing = _missing(plan, results_dir, failed, args.retry_failed)
+        state = _execute(args, spec, plan, results_dir, decide, deadline, failed) if missing else None
         if not args.no_report:
             from analysis.report import write_report
 
             paths = write_report(results_dir)
             print(f"report: {paths['md']}")
-        failed = len(_retryable(results_dir, plan) or ())
-    return run_exit_status(state is not None and state.deferred > 0, failed)
+        failed_now = len(_retryable(results_dir, plan) or ())  # after this run's retries
+    return run_exit_status(state is not None and state.deferred > 0, failed_now)
 
 
 def _plan_checks(spec, plan, *, dry_run: bool) -> None:
@@ -278,8 +279,9 @@ def _retryable(results_dir: Path, plan) -> set[str] | None:
     return split_current_ids(failed, [r.run_id for r in plan.runs])[0]
 
 
-def _missing(plan, results_dir: Path, retry_failed: bool) -> int:
-    """Runs still to run; when none, say so without starting Ray."""
+def _missing(plan, results_dir: Path, failed: set[str], retry_failed: bool) -> int:
+    """Runs still to run (`failed`: the plan's failed and timed-out runs); when none, say so without
+    starting Ray."""
     from orchestrator.progress import failed_note, start_line
 
     done, stale = split_current_ids(ResultsDir(results_dir).finished_run_ids(), [r.run_id for r in plan.runs])
@@ -288,10 +290,9 @@ def _missing(plan, results_dir: Path, retry_failed: bool) -> int:
             f"note: {stale} finished run(s) in {results_dir} are not in this plan (an earlier version of the "
             "trainer, a script or the spec): kept in runs/, left out of the report"
         )
-    failed = len(_retryable(results_dir, plan) or ()) if done else 0
-    missing = len(plan.runs) - len(done) + (failed if retry_failed else 0)
+    missing = len(plan.runs) - len(done) + (len(failed) if retry_failed else 0)
     if missing == 0:
-        print(f"{start_line(0, len(done), len(plan.runs))}{failed_note(failed, 0)}: nothing to do")
+        print(f"{start_line(0, len(done), len(plan.runs))}{failed_note(len(failed), 0)}: nothing to do")
     return missing
 
 
@@ -326,8 +327,11 @@ def check_ray_address(address: str | None, timeout_s: float = 3.0) -> None:
         ) from None
 
 
-def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, deadline: float | None):
-    """Start or join Ray, run the driver, always shut down what we started."""
+def _execute(
+    args: argparse.Namespace, spec, plan, results_dir: Path, decide, deadline: float | None, failed: set[str]
+):
+    """Start or join Ray, run the driver (`failed`: the plan's failed runs, read once), always shut down
+    what we started."""
     import importlib.util
 
     if importlib.util.find_spec("ray") is None:
@@ -367,7 +371,14 @@ def _execute(args: argparse.Namespace, spec, plan, results_dir: Path, decide, de
         parallel = args.max_parallel or max(1, executor.slots(plan.blocks[0])) if plan.blocks else 1
         progress = make_progress(parallel=parallel, plain=True if args.plain else None)
         driver = SweepDriver(
-            plan, results_dir, executor, ctx=ctx, options=options, progress=progress, decide=decide
+            plan,
+            results_dir,
+            executor,
+            ctx=ctx,
+            options=options,
+            progress=progress,
+            decide=decide,
+            failed=failed,
         )
         with stop_signals_interrupt():  # after Ray's start: SIGTERM / SIGHUP cancel as Ctrl-C does
             return driver.run()

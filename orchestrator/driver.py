@@ -224,7 +224,9 @@ class SweepDriver:
         options: SweepOptions | None = None,
         progress: Any = None,
         decide: Callable[[Path], str | None] | None = None,
+        failed: set[str] | None = None,
     ):
+        """`failed`: the plan's failed and timed-out runs when the caller has read them (None: read here)."""
         self.plan, self.results_dir, self.executor = plan, Path(results_dir), executor
         self.folder = ResultsDir(self.results_dir)
         self.options = options or SweepOptions()
@@ -233,7 +235,7 @@ class SweepDriver:
         self.decide = decide
         self.runs = {r.run_id: r for r in plan.runs}
         done, _ = split_current_ids(self.folder.finished_run_ids(), self.runs)  # runs of other plans stay
-        failed = self.folder.retryable_run_ids() & done
+        failed = (self.folder.retryable_run_ids() if failed is None else failed) & done
         if self.options.retry_failed:
             done -= failed
         self.recorder = SweepRecorder(plan, self.folder, failed if self.options.retry_failed else ())
