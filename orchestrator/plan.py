@@ -214,8 +214,6 @@ def script_warnings(spec: Spec) -> list[str]:
 
 def check_scripts(spec: Spec) -> None:
     """Raise SpecError (one line) when a command arm's script is nowhere the plan looks: before any run."""
-    from orchestrator.spec import SpecError
-
     missing = missing_scripts(spec)
     if not missing:
         return
@@ -353,8 +351,8 @@ def _layers_by_value(arm: Arm, knob: str, values: tuple[Any, ...]) -> dict[str, 
     """{value: layer} for one grid knob: the layers the spec's shorthand swept (``Arm.grid_layers``: a
     ``remove_each`` point is the list less its layer, which no guess from the values finds), else the
     guess from the values written out (`analysis.knobdiff.layer_axis`)."""
-    swept = arm.grid_layers.get(knob)
-    if swept is not None and len(swept) == len(values):
+    swept = arm.grid_layers.get(knob)  # one layer per value: the shorthand made both
+    if swept is not None:
         return {_canonical(v): layer for v, layer in zip(values, swept, strict=True)}
     return layer_axis(values)
 
@@ -511,8 +509,6 @@ def make_plan(spec: Spec) -> Plan:
 def _check_unique(spec: Spec, blocks: list[Block]) -> None:
     # Grid values are checked for duplicates in the spec, but two spellings of one value ({0: glu}
     # and a full list) resolve to the same run; that would be one run counted twice.
-    from orchestrator.spec import SpecError
-
     seen: dict[str, RunSpec] = {}
     for run in (r for b in blocks for r in b.runs):
         if run.run_id in seen:
@@ -622,7 +618,7 @@ def _turned_on_fix(spec: Spec, arm: Arm, knob: str, layers: list[int]) -> str:
 
 
 def _identity_view(spec: Spec) -> dict[str, Any]:
-    skip = {"source", "folder", "raw", "effective", "profile", "arms", "trainer_set", "resources", "preset"}
+    skip = {"source", "folder", "raw", "profile", "arms", "trainer_set", "resources", "preset"}
     view: dict[str, Any] = {
         f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name not in skip
     }

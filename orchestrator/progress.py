@@ -85,7 +85,7 @@ class PlainProgress:
         done = f"[{state.finished}/{state.to_run}]"
         if kind == "sweep_start":
             line = start_line(state.to_run, state.skipped, state.planned)
-            line += failed_note(getattr(state, "failed_kept", 0), getattr(state, "retrying", 0))
+            line += failed_note(state.failed_kept, state.retrying)
             eta = state.eta_s(self.parallel) if state.to_run else None
             if eta is not None:  # before any run ended: the plan's estimate
                 line += f"; about {format_duration(eta)} by the plan's estimate"
@@ -119,7 +119,7 @@ class PlainProgress:
     def _summary(state) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(state.done.items())) or "nothing run"
         tail = f"; stopped early: {state.decided}" if state.decided else ""
-        if getattr(state, "deferred", 0):
+        if state.deferred:
             tail += f"; {state.deferred} run(s) left for the next `ablate run` ({state.stop_reason})"
         return f"sweep done: {counts} ({state.skipped} were already done){tail}"
 
@@ -163,7 +163,7 @@ class LiveProgress(PlainProgress):
         else:
             eta, at = self._view[1], self._view[2]
         head = f"{st.finished}/{st.to_run} runs done · {st.skipped} skipped · "
-        tail = f" · {st.deferred} left for the next run" if getattr(st, "deferred", 0) else ""
+        tail = f" · {st.deferred} left for the next run" if st.deferred else ""
         rows = []
         for r in list(st.running.values()):
             if r.step is not None:

@@ -156,8 +156,6 @@ class Spec:
     """The spec file's folder: command arguments naming files are looked up relative to it too."""
     raw: dict[str, Any] = field(default_factory=dict)
     """The YAML as submitted (before the profile): write it with ``dump_raw`` to store the spec."""
-    effective: dict[str, Any] = field(default_factory=dict)
-    """The YAML after the profile was merged in (what was validated); spec_identity_diff compares it."""
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -347,7 +345,7 @@ def parse_spec(data: Any, source: str = "<spec>", profile: str | None = None, fo
     _mapping(ctx, raw, "", TOP_KEYS)
     merged = _apply_profile(ctx, raw, profile)
     spec = _build(ctx, merged)
-    return dataclasses.replace(spec, profile=profile, source=source, folder=folder, raw=raw, effective=merged)
+    return dataclasses.replace(spec, profile=profile, source=source, folder=folder, raw=raw)
 
 
 # ---------------------------------------------------------------------------------------------
