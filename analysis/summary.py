@@ -120,15 +120,7 @@ def ab_lines(s: dict, *, exact: bool = False) -> list[str]:
     exact: a p-value that prints as 0.0000 is followed by its value, `p=0.0000 (1.4e-05)`.
     """
     a, t = s["arms"], s["time_delta"]
-    lines = []
-    if s["target"] is not None:
-        lines.append(
-            f"record rule: one-sample t-test of final val loss against {s['target']}, alternative less"
-        )
-        for name in ("candidate", "baseline"):
-            lines.append(f"{name}: p={_p(a[name]['p_value'], exact)}" + _arm_detail(a[name]))
-    else:
-        lines.append("record rule: skipped (no target: synthetic data)")
+    lines = _record_rule_lines(s, ("candidate", "baseline"), exact)
     lines.append("mean train time (s):")
     for name in ("candidate", "baseline"):
         lines.append(f"{name}: {_f(a[name]['mean_train_time_s'])}  (sd {_f(a[name]['sd_train_time_s'])})")
@@ -149,6 +141,16 @@ def ab_lines(s: dict, *, exact: bool = False) -> list[str]:
         f"probability of improvement={_f(t['prob_improvement'], '.3f')}"
     )
     return lines
+
+
+def _record_rule_lines(s: dict, arms: tuple[str, ...], exact: bool) -> list[str]:
+    """The record rule's heading, then each arm's p and figures; one line saying it was skipped without a
+    target."""
+    if s["target"] is None:
+        return ["record rule: skipped (no target: synthetic data)"]
+    heading = f"record rule: one-sample t-test of final val loss against {s['target']}, alternative less"
+    a = s["arms"]
+    return [heading, *(f"{name}: p={_p(a[name]['p_value'], exact)}" + _arm_detail(a[name]) for name in arms)]
 
 
 def _arm_detail(arm: dict) -> str:
@@ -240,20 +242,18 @@ def one_arm_verdict(s: dict, *, exact: bool = False) -> str:
 def one_arm_lines(s: dict, *, exact: bool = False) -> list[str]:
     """Stable text of `one_arm_summary`: the record rule, mean time, runs needed, the sequential test."""
     a = s["arms"]["runs"]
-    lines = []
-    if s["target"] is not None:
-        lines.append(
-            f"record rule: one-sample t-test of final val loss against {s['target']}, alternative less"
-        )
-        lines.append(f"runs: p={_p(a['p_value'], exact)}" + _arm_detail(a))
-    else:
-        lines.append("record rule: skipped (no target: synthetic data)")
+    lines = _record_rule_lines(s, ("runs",), exact)
     lines.append(f"mean train time (s): {_f(a['mean_train_time_s'])}  (sd {_f(a['sd_train_time_s'])})")
     return lines + _needed_and_sequential_lines(s)
 
 
 FAILED_STATUSES = RETRYABLE_STATUSES
 """Outcomes that are failures, the ones `--retry-failed` runs again (a diverged run is a result)."""
+
+
+def failed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The failed and timed-out runs (FAILED_STATUSES); none when the table has no status column."""
+    return runs[runs["status"].isin(FAILED_STATUSES)] if "status" in runs else runs.iloc[0:0]
 
 
 def failure_reason(error) -> str:
@@ -267,7 +267,7 @@ def failure_reason(error) -> str:
 def failure_lines(runs: pd.DataFrame) -> list[str]:
     """The failed and timed-out runs as stable text, one line per status and reason (most runs first):
     `  4 failed (base 2, cand 2; 1c9ad08b40f73fb6 and 3 more): exit code 2: python: can't open file ...`."""
-    bad = runs[runs["status"].isin(FAILED_STATUSES)] if "status" in runs else runs.iloc[0:0]
+    bad = failed(runs)
     if bad.empty:
         return []
     errors = bad["error"] if "error" in bad else [None] * len(bad)
