@@ -12,7 +12,7 @@ import socket
 import time
 from typing import Any
 
-from analysis.resultsdir import ResultsDir
+from analysis.resultsdir import RETRYABLE_STATUSES, ResultsDir
 from orchestrator.events import AttemptEnd, RunEnd
 from orchestrator.rows import complete_row, run_row
 from orchestrator.runspec import Plan, RunSpec
@@ -41,7 +41,7 @@ class SweepRecorder:
         done)."""
         run = self.runs[event.row["run_id"]]
         row = complete_row(event.row, run)
-        if row["status"] in ("failed", "timeout"):  # kept whole: a retry may replace logs/ and runs/
+        if row["status"] in RETRYABLE_STATUSES:  # kept whole: a retry may replace logs/ and runs/
             self.folder.write_text(self.folder.attempt_log_file(run.run_id, row["attempt"]), event.log)
             self.folder.write_attempt(row, self.plan.knob_types)
         self.folder.write_text(self.folder.log_file(run.run_id), event.log)
