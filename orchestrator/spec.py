@@ -16,10 +16,12 @@ The language (see sweeps/README.md for examples):
 - Grid shorthand for per-layer ablations: ``{each_layer: "0-11"}`` is ``[[0], [1], ..., [11]]``;
   ``{each_layer: "1-11", with: [0]}`` is ``[[0, 1], [0, 2], ...]``; ``{each_layer: "0-11", value:
   glu}`` is ``[{0: glu}, {1: glu}, ...]``. Ranges are ``"a-b"``, comma lists ``"0,6,11"`` or YAML lists.
-- Layer lists (``mlp_off``, ``attn_off``, ``long_window_layers``) given in full replace what is under
-  them; ``{add: [3]}`` / ``{remove: [7]}`` edit it (the preset, ``trainer.set``, the arm's ``set``, its
-  grid: each level over the one below), and ``{add_each: RANGE}`` / ``{remove_each: RANGE}`` are grids of
-  such edits (``with`` composes as for ``each_layer``). An edit is resolved here to the list it makes.
+- Layer lists (the registry's ``layer_set`` knobs, `layer_list_knobs`: ``mlp_off``, ``attn_off``) given
+  in full replace what is under them; ``{add: [3]}`` / ``{remove: [7]}`` edit it (the preset,
+  ``trainer.set``, the arm's ``set``, its grid: each level over the one below), and ``{add_each: RANGE}``
+  / ``{remove_each: RANGE}`` are grids of such edits (``with`` composes as for ``each_layer``). An edit
+  is resolved here to the list it makes.
+  ``long_window_layers`` holds layer indices too but is a plain tuple knob: full values only.
 - ``kind: ab``: exactly two arms, ``runs_per_arm`` each, interleaved in blocks of ``block_size`` A's
   and B's on one node, in ``order`` alternate | abba | random-blocks (seeded by ``seed``).
 - ``kind: grid`` with ``blocks: per_replicate``: one replicate of every arm runs back to back on one
@@ -717,6 +719,13 @@ def layer_list_knobs() -> tuple[str, ...]:
     return tuple(sorted(k.name for k in KNOBS if k.kind == "layer_set"))
 
 
+def _is_per_layer(knob: str) -> bool:
+    """A knob of one value per layer (``mlp_kind``, ``attn_paths``, ...): it also takes ``{layer: value}``."""
+    from trainer.config import KNOBS, PER_LAYER_KINDS
+
+    return any(k.name == knob and k.kind in PER_LAYER_KINDS for k in KNOBS)
+
+
 def _is_edit(knob: str, value: Any) -> bool:
     """A mapping naming add/remove (on another knob too: an edit on the wrong knob), or one written for a
     layer list with a key that is not a layer index (a misspelt edit). ``{3: true}`` on a layer list is
@@ -761,7 +770,7 @@ def _edit_layers(
         raise ctx.fail(
             path,
             f"add/remove edit a layer list ({', '.join(layer_list_knobs())}); "
-            f"{knob} takes a full value or {{layer: value}}",
+            f"{knob} takes a full value{' or {layer: value}' if _is_per_layer(knob) else ''}",
         )
     m = _mapping(ctx, edit, path, EDIT_KEYS)
     if not m:

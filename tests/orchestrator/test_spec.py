@@ -329,6 +329,10 @@ CASES = {
         BASE + "arms:\n  x: {set: {mlp_kind: {add: [3]}}}\n",
         "arms.x.set.mlp_kind: add/remove edit a layer list (attn_off, mlp_off); mlp_kind takes a full value or {layer: value}",
     ),
+    "edit_of_long_window_layers": (  # layer indices, but a plain tuple knob: no {layer: value} either
+        BASE + "arms:\n  x: {set: {long_window_layers: {add: [3]}}}\n",
+        "arms.x.set.long_window_layers: add/remove edit a layer list (attn_off, mlp_off); long_window_layers takes a full value",
+    ),
     "edit_unknown_key": (
         BASE + "arms:\n  x: {set: {mlp_off: {plus: [3]}}}\n",
         "arms.x.set.mlp_off.plus: unknown key; allowed: add, remove",
