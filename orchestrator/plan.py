@@ -1,11 +1,12 @@
 """Planning: a validated ``Spec`` in, an ordered ``Plan`` of blocks of ``RunSpec`` out. Pure: no Ray.
 
-Run identity (docs/contracts.md): ``run_id`` is 16 hex digits of sha256 over the canonical JSON of the sweep
-name, arm, replicate, resolved knob values (trainer arms) or command, cwd and env, the content hash
-of the program and of every script or config file the command names (``CODE_SUFFIXES``), and
-(whenever the command runs our trainer) a hash of the trainer package's source, so editing the
-trainer or a record script makes new runs. The seed of a replicate is the first 31 bits of its
-run_id: distinct per replicate, recorded, and stable across resubmissions.
+Run identity (docs/contracts.md, ``_run``): ``run_id`` is 16 hex digits of sha256 over the canonical JSON
+of the sweep name, arm, replicate, resolved knob values (runs of our trainer; else null), command, cwd
+and env, the content hash of the program and of every script or config file the command names
+(``CODE_SUFFIXES``), and (whenever the command runs our trainer) a hash of the trainer package's source
+less its corpus builders (``DATA_BUILDERS``), so editing the trainer or a record script makes new runs.
+The seed of a replicate is the first 31 bits of its run_id: distinct per replicate, recorded, and stable
+across resubmissions.
 
 Order: grid sweeps interleave replicates (replicate 0 of every point, then replicate 1, ...) so a
 sweep stopped half way is balanced; A/B sweeps pair the two arms in blocks that run on one node.
