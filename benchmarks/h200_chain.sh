@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The GPU session's measurements as one detached chain (one H200; see docs/gpu.md). Parts, in order:
+# The GPU session's measurements as one detached chain (one H200; see docs/gpu.md). Parts, in the order
+# they run (whatever the order they are named in):
 #   speed   issue 6: benchmarks/trainer_speed.py at pr117, 80 steps: ours base (cold), ours mlp0,
 #           upstream's record script, ours base again (warm); one shared compile cache; a per-kernel
 #           profile of ours when the step-time ratio is over 1.03
+#   compilegap  why h200-mini's cold compile (~366 s) is twice pr117's (~172 s): h200-mini cold as it is
+#           (token windows, stage schedule, document cap) and cold with pr117's block windows, each in
+#           its own fresh cache, 60 steps (~12 minutes)
 #   sweeps  issue 7: sweeps/h200_ab.yaml through `ablate run` (its first run compiles cold and
 #           publishes the node's cache to the spec's shared folder); then the node's cache is wiped
 #           and sweeps/h200_drop_one_mlp.yaml runs: its first run must start seeded (warm)
@@ -10,17 +14,14 @@
 #   seeddemo  sweeps/h200_seed_demo.yaml twice, the node's cache wiped in between: the second run's
 #           start-up is the seeded one (~9 minutes in all). After dropone (whose cold baseline has
 #           the same graphs, and published them) only the seeded half runs (~1.5 minutes)
-#   compilegap  why h200-mini's cold compile (~366 s) is twice pr117's (~172 s): h200-mini cold as it is
-#           (token windows, stage schedule, document cap) and cold with pr117's block windows, each in
-#           its own fresh cache, 60 steps (~12 minutes)
 #   dropall the seed's whole drop-one-MLP figure at h200-mini (sweeps/drop_one_mlp.yaml --profile h200:
 #           baseline, drop one of 0-11, drop 0 and one of 1-11; 24 runs), --time-limit ${TIME_LIMIT:-24m};
 #           two sessions: the second resumes the results brought back (results/h200-drop-one-mlp-all)
+#   textspread issue 18: sweeps/h200_text_spread.yaml (h200-mini on the real-text shards: baseline x4,
+#           mlp_off=[11] x1): the run-to-run spread that sets the real-text figure's repeats (~13 min)
 #   textspeed  issue 18: trainer_speed at pr117 on the real-text shards in $TEXT (default /tmp/text):
 #           ours base (cold), then upstream's record script, validation budget 1,048,576 tokens on both
 #           sides, as many steps as the corpus holds for upstream's non-cycling loader (at most 80)
-#   textspread issue 18: sweeps/h200_text_spread.yaml (h200-mini on the real-text shards: baseline x4,
-#           mlp_off=[11] x1): the run-to-run spread that sets the real-text figure's repeats (~13 min)
 #   textdrop  issue 18: the seed's whole figure on the real-text shards (sweeps/drop_one_mlp.yaml
 #           --profile h200-text, 41 runs), --time-limit ${TIME_LIMIT:-24m}, in parts over several sessions:
 #           resumes results/h200-text-drop-one-mlp when it is in the checkout. Keep trainer/ (but for its
