@@ -360,20 +360,23 @@ def failure_reason(text: str) -> str | None:
 def error_tail(
     text: str, status: str, exit_code: int | None, parsed, timeout_s: float | None = None
 ) -> str | None:
-    """The `error` column of a run that did not end ok. Its first line says why in one line (the exit
-    code or the timeout, then the output's reason line, or the log parser's verdict when the output has
-    none); then the parser's verdict, then the output's last lines."""
+    """The `error` column of a run that did not end ok, saying only what its status does not. Its first
+    line says why in one line (the exit code or the time limit, then the output's reason line, or the
+    log parser's verdict when the output has none); then the parser's verdict unless the first line
+    holds it, then the output's last lines."""
     if status == "ok":
         return None
     if exit_code is not None:
         head = f"exit code {exit_code}"
-    else:
-        head = f"timed out after {timeout_s:g} s" if status == "timeout" and timeout_s else status
+    else:  # no exit code: it timed out, or never started (its output says so)
+        head = f"timed out after {timeout_s:g} s" if status == "timeout" and timeout_s else None
     verdict = f"log: {parsed.status}" + (f" ({parsed.message})" if parsed.message else "")
     reason = failure_reason(text) if status != "timeout" else None
-    first = f"{head}: {reason}" if reason else f"{head}; {verdict}"
-    tail = "\n".join(text.splitlines()[-ERROR_TAIL_LINES:])
-    return f"{first}\n{verdict}\n{tail}"
+    if reason:
+        lines = [f"{head}: {reason}" if head else reason, verdict]
+    else:
+        lines = [f"{head}; {verdict}" if head else verdict]
+    return "\n".join([*lines, *text.splitlines()[-ERROR_TAIL_LINES:]])
 
 
 def startup_parts(end_ev: dict) -> dict:

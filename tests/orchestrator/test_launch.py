@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import nodecache
-from orchestrator.launch import NodeInfo, full_command, resolve_command, run_attempt
+from orchestrator.launch import NodeInfo, error_tail, full_command, resolve_command, run_attempt
 from orchestrator.preflight import PreflightError, gpu_preflight
 from tests.orchestrator.helpers import fake_run, read_pids, wait_for, wait_gone
 
@@ -89,6 +89,29 @@ def test_missing_executable_is_a_failed_run(tmp_path):
     run = type(run)(**{**run.__dict__, "command": ("/no/such/binary",)})
     _, res = drive(run_attempt(run, attempt=1, scratch_dir=tmp_path, node=NODE))
     assert res.status == "failed" and "cannot start" in res.log_text
+
+
+def test_the_error_column_says_only_what_the_status_does_not():
+    """The parser's verdict once (it was the first line's end and the second line again), and no
+    `failed:` before a run's reason: the status column says failed already."""
+    from analysis.logs import parse_log_text
+
+    steps = "step:1/10 train_time:5ms step_avg:5ms\n"
+    for status, code, limit, first in [
+        ("failed", 7, None, "exit code 7; log: truncated (stopped at step 1 of 10)"),
+        ("timeout", None, 4.0, "timed out after 4 s; log: truncated (stopped at step 1 of 10)"),
+    ]:
+        error = error_tail(steps, status, code, parse_log_text(steps), limit)
+        assert error.splitlines() == [first, steps.strip()] and error.count("log: ") == 1
+    never = "ablate: cannot start '/no/such/binary': [Errno 2] No such file or directory\n"
+    error = error_tail(never, "failed", None, parse_log_text(never))
+    assert error.splitlines()[0] == never.strip()
+    assert error.splitlines()[1].startswith("log: garbled") and error.count("log: ") == 1
+    crash = "step:1/10 train_time:5ms step_avg:5ms\nValueError: bad shape\n"
+    assert error_tail(crash, "failed", 1, parse_log_text(crash)).splitlines()[:2] == [
+        "exit code 1: ValueError: bad shape",
+        "log: truncated (stopped at step 1 of 10)",
+    ]
 
 
 def test_timeout_kills_the_whole_group(tmp_path):
