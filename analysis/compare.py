@@ -30,6 +30,7 @@ from pathlib import Path
 
 from analysis import InputError
 from analysis.logs import LogFile, filter_names, folder_entries, read_log, scan_logs, stat_path, walk_logs
+from analysis.summary import counted
 
 BASELINE_WORDS = ("baseline", "master", "comparison")
 """A record folder's subfolder whose name holds one of these (any case) is the baseline's."""
@@ -114,8 +115,8 @@ def split_overlap(b: ArmSource, c: ArmSource) -> tuple[ArmSource, ArmSource]:
     rc = {r: p for r, (p, _) in zip(c.reals, c.entries, strict=True)}
     if set(rb) == set(rc):
         raise InputError(
-            f"all {len(rb)} file(s) matched by both {b.label} and {c.label} (the same set, however spelled; "
-            f"e.g. {next(iter(rb.values()))}): give each arm its own logs"
+            f"all {counted(len(rb), 'file')} matched by both {b.label} and {c.label} (the same set, however "
+            f"spelled; e.g. {next(iter(rb.values()))}): give each arm its own logs"
         )
     both = set(rb) & set(rc)
     if both and b.is_glob == c.is_glob:
@@ -186,7 +187,7 @@ def _duplicate_warnings(arm: Arm) -> list[str]:
         return []
     listed = ", ".join(f"{arm.show(f)} ({why})" for f, why in dups[:3])
     more = f" and {len(dups) - 3} more" if len(dups) > 3 else ""
-    return [f"{arm.who}: {len(dups)} duplicate logs counted once: {listed}{more}"]
+    return [f"{arm.who}: {counted(len(dups), 'duplicate log')} counted once: {listed}{more}"]
 
 
 def _groups(arm: Arm, key) -> list[list[LogFile]]:
@@ -202,11 +203,13 @@ def _pooling_warnings(arm: Arm) -> list[str]:
     out = []
     lengths = _groups(arm, lambda f: f.log.total_steps)
     if len(lengths) > 1:
-        groups = ", ".join(f"{g[0].log.total_steps} steps ({len(g)} runs: {_names(arm, g)})" for g in lengths)
+        groups = ", ".join(
+            f"{g[0].log.total_steps} steps ({counted(len(g), 'run')}: {_names(arm, g)})" for g in lengths
+        )
         out.append(f"{arm.who}: runs of different lengths pooled: {groups}")
     codes = _groups(arm, lambda f: f.code)
     if len(codes) > 1:
-        groups = ", ".join(f"{len(g)} runs ({_names(arm, g)})" for g in codes)
+        groups = ", ".join(f"{counted(len(g), 'run')} ({_names(arm, g)})" for g in codes)
         out.append(f"{arm.who}: runs of different training code pooled (their log headers differ): {groups}")
     return out
 
@@ -265,8 +268,11 @@ def record_sources(folder: str, baseline: str | None = None, **filters) -> tuple
             f"--candidate-logs, or check one: ablate compare --logs {folder}{flags}"
         )
     if len(arm_dirs) < 2:
-        what = f"one subfolder of logs ({_dir_list(arm_dirs)})" if arm_dirs else "no log files"
-        what += f" (read with{flags})" if flags else ""
+        read = f"read with{flags}" if flags else ""
+        if arm_dirs:  # one pair of parentheses: the subfolder, then the filters it was read with
+            what = f"one subfolder of logs ({'; '.join(filter(None, [_dir_list(arm_dirs), read]))})"
+        else:
+            what = f"no log files ({read})" if read else "no log files"
         raise InputError(f"{folder}: {what}; a record folder has comparison_* files or one subfolder per arm")
     return _subfolder_split(folder, baseline, arm_dirs, flags), []
 
@@ -384,12 +390,12 @@ def file_lines(arms: list[Arm], verbose: bool = False) -> list[str]:
         if a.source.origin:
             text += f" ({a.source.origin})"
         if a.skipped:
-            text += f", {len(a.skipped)} skipped ({_skip_counts(a)})"
-            if verbose or len(a.skipped) <= LIST_SKIPPED:
+            listing = verbose or len(a.skipped) <= LIST_SKIPPED
+            more = "" if listing else "; --verbose lists them"
+            text += f", {len(a.skipped)} skipped ({_skip_counts(a)}{more})"
+            if listing:
                 arm = f"{a.name} " if len(arms) > 1 else ""
                 listed += [f"skipped {arm}log {a.show(f)}: {why}" for f, _, why in a.skipped]
-            else:
-                text += " (--verbose lists them)"
         parts.append(text)
     return ["logs: " + "; ".join(parts), *listed]
 

@@ -213,7 +213,7 @@ def _classify(steps, has_header, body, peak, reserved, diverged_line) -> ParsedL
         if not body.strip():
             return out("empty", "no log lines" + (" after the header" if has_header else ""))
         return out(
-            "garbled", "no step lines (expected e.g. 'step:17/1705 train_time:1620ms step_avg:95.29ms')"
+            "garbled", "no step lines; expected e.g. 'step:17/1705 train_time:1620ms step_avg:95.29ms'"
         )
     bad = next((s for s in steps if s.val_loss is not None and not math.isfinite(s.val_loss)), None)
     if bad is not None:
@@ -239,7 +239,7 @@ def _read_bytes(path: Path) -> bytes:
         try:
             return gzip.decompress(data)
         except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-            raise OSError(f"not a readable gzip file ({e})") from None
+            raise OSError(f"not a readable gzip file: {e}") from None
     return data
 
 

@@ -23,6 +23,11 @@ BOOTSTRAP_SEED = 20250905
 numbers and the report (byte for byte) use it."""
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 run`, `2 runs`: a count with its noun in the singular or the plural (an `s` added)."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _f(x, spec: str = ".4f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
@@ -175,7 +180,7 @@ def ab_extra_lines(s: dict, *, exact: bool = False) -> list[str]:
     if s["paired"]:
         for what, p in s["paired"].items():
             if p["t"] is None:
-                lines.append(f"paired by block ({what}): {p['n_blocks']} block(s): no test (n < 2)")
+                lines.append(f"paired by block ({what}): {counted(p['n_blocks'], 'block')}: no test (n < 2)")
                 continue
             spec = ".5f" if what == "loss" else ".4f"  # losses differ in the 4th decimal
             lines.append(
@@ -236,7 +241,7 @@ def one_arm_verdict(s: dict, *, exact: bool = False) -> str:
     """One line for one set of runs: the record rule, or their number and mean time without a target."""
     verdict = _record_verdict(s, "runs", ("the runs pass", "the runs do not pass"), exact)
     a = s["arms"]["runs"]
-    return verdict or f"no target: {a['n']} runs, mean train time {_f(a['mean_train_time_s'])} s"
+    return verdict or f"no target: {counted(a['n'], 'run')}, mean train time {_f(a['mean_train_time_s'])} s"
 
 
 def one_arm_lines(s: dict, *, exact: bool = False) -> list[str]:

@@ -118,7 +118,7 @@ def test_same_files_on_both_sides_are_refused(tmp_path, capsys):
     (tmp_path / "again").symlink_to(folder)
     for other in (tmp_path / "again", f"{folder}/../pr120/"):
         err = _error_line(*_ablate(capsys, "compare", "--baseline-logs", folder, "--candidate-logs", other))
-        assert "all 20 file(s) matched by both --baseline-logs and --candidate-logs" in err
+        assert "all 20 files matched by both --baseline-logs and --candidate-logs" in err
     glob_all = f"{folder}/*"  # a glob for every file of the folder is the folder again
     _error_line(
         *_ablate(capsys, "compare", "--baseline-logs", glob_all, "--candidate-logs", folder), "same set"
@@ -161,7 +161,7 @@ def test_exact_copies_count_once_with_a_warning(tmp_path, capsys):
     assert code == 0 and "candidate: p=0.0003  (n=10," in out and "Time improve: 1.4173 sec" in out
     warning = "warning: candidate: 10 duplicate logs counted once: run00.txt (exact copy of "
     assert warning + "copy_of_run00.txt)" in out
-    assert "candidate 10 used, 10 skipped (duplicate 10)" in out
+    assert "candidate 10 used, 10 skipped (duplicate 10; --verbose lists them)" in out
     data = json.loads(
         _ablate(capsys, "compare", "--baseline-logs", base, "--candidate-logs", folder, "--json")[1]
     )
@@ -276,7 +276,7 @@ def test_many_skipped_files_are_counted_and_listed_with_verbose(tmp_path, capsys
         (folder / f"crash{k}.txt").write_text(upstream_log(20, 3.28, 1000 + k)[:-400])
     base = f"{folder}/comparison_*"
     code, out, _ = _ablate(capsys, "compare", "--baseline-logs", base, "--candidate-logs", folder)
-    assert code == 0 and "candidate 10 used, 7 skipped (truncated 7) (--verbose lists them)" in out
+    assert code == 0 and "candidate 10 used, 7 skipped (truncated 7; --verbose lists them)" in out
     assert "skipped candidate log" not in out
     out = _ablate(capsys, "compare", "--baseline-logs", base, "--candidate-logs", folder, "--verbose")[1]
     assert out.count("skipped candidate log crash") == 7
@@ -297,6 +297,18 @@ def test_mixed_schedules_warn_and_strict_refuses(tmp_path, capsys):
     _error_line(
         *_ablate(capsys, "compare", "--logs", arm, "--strict"), "--strict: 1 warning(s): logs: runs of"
     )
+
+
+def test_counts_of_one_are_in_the_singular(tmp_path, capsys):
+    arm = _write_arm(tmp_path / "few", SEED_CANDIDATE_LOSS[:3], SEED_CANDIDATE_MS[:3], steps=20)
+    _write_arm(arm, SEED_CANDIDATE_LOSS[3:4], SEED_CANDIDATE_MS[3:4], steps=25, prefix="long")
+    shutil.copy(arm / "run00.txt", arm / "again.txt")
+    out = _ablate(capsys, "compare", "--logs", arm)[1]
+    assert "20 steps (3 runs: again.txt, run01.txt, run02.txt), 25 steps (1 run: long00.txt)" in out
+    assert "logs: 1 duplicate log counted once: run00.txt (exact copy of again.txt)" in out
+    one = _write_arm(tmp_path / "one", SEED_CANDIDATE_LOSS[:1], SEED_CANDIDATE_MS[:1])
+    out = _ablate(capsys, "compare", "--logs", one, "--target", "none")[1]
+    assert out.startswith("verdict: no target: 1 run, mean train time 163.0780 s")
 
 
 def test_different_training_code_warns_but_not_comments_or_seeds(tmp_path, capsys):
@@ -374,6 +386,12 @@ def test_record_form_advice_keeps_the_prefix_filters(tmp_path, capsys):
         f"ablate compare --logs {root} --exclude-prefix old",
     )
     _error_line(*_ablate(capsys, "compare", root, "--include-prefix", "x"), "no log files (read with")
+    one = tmp_path / "one"
+    _write_arm(one / "a_master", SEED_CANDIDATE_LOSS[:3], SEED_CANDIDATE_MS[:3], prefix="old")
+    _error_line(  # one pair of parentheses: the subfolder and the filter it was read with
+        *_ablate(capsys, "compare", one, "--include-prefix", "old"),
+        "one subfolder of logs (a_master/; read with --include-prefix old); a record folder has",
+    )
 
 
 @pytest.mark.parametrize(
