@@ -19,6 +19,7 @@ from analysis import InputError
 from analysis.resultsdir import ResultsDir, SweepInfo, split_current_ids
 from orchestrator.driver import ResultsLock, SweepDriver, SweepOptions
 from orchestrator.errors import UserError, storage_error
+from orchestrator.executor import LOOPBACK, LOOPBACK_HOSTS, split_address
 
 DEFAULT_RESULTS_ROOT = Path("results")
 
@@ -48,7 +49,7 @@ def add_run_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
     p.add_argument("--num-gpus", type=int, metavar="N", help="GPUs of the local Ray (default: detected)")
     p.add_argument(
-        "--dashboard", action="store_true", help="start the Ray dashboard (on 127.0.0.1) with the local Ray"
+        "--dashboard", action="store_true", help=f"start the Ray dashboard (on {LOOPBACK}) with the local Ray"
     )
     p.add_argument(
         "--max-parallel", type=int, metavar="N", help="at most N blocks at once (default: as many as fit)"
@@ -296,9 +297,6 @@ def _missing(plan, results_dir: Path, failed: set[str], retry_failed: bool) -> i
     return missing
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
 def check_ray_address(address: str | None, timeout_s: float = 3.0) -> None:
     """One line (UserError) when nothing answers at `--address host:port`, instead of Ray's minutes of
     retries ending in a traceback. `ray start --head` binds the node's address, not 127.0.0.1, so a
@@ -307,12 +305,12 @@ def check_ray_address(address: str | None, timeout_s: float = 3.0) -> None:
 
     if address is None or address == "auto":
         return
-    host, sep, port = address.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    hostport = split_address(address)
+    if hostport is None:
         raise UserError(f"--address {address}: give host:port, e.g. 10.0.0.5:6379, or auto")
+    host, port = hostport
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        socket.create_connection(hostport, timeout=timeout_s).close()
     except OSError as e:
         why = e.strerror or type(e).__name__
         if host in LOOPBACK_HOSTS:

@@ -233,11 +233,33 @@ def held(resources: dict[str, float], block: Block) -> tuple[int, float]:
 
 # ---------------------------------------------------------------------------------------------- Ray
 
+LOOPBACK = "127.0.0.1"
+"""The address every server of the embedded Ray binds, and the node address of a driver that joins a
+cluster on this machine's loopback."""
+LOOPBACK_HOSTS = (LOOPBACK, "localhost", "::1")
+"""The hosts of an `--address host:port` that mean this machine's loopback."""
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    """`host:port` as (host, port), an IPv6 host's brackets dropped (`[::1]:6379`); None when it is not
+    host:port with a port of 1-65535 (`auto`, `ray://...` without a port, a bare host)."""
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
+def is_loopback_address(address: str | None) -> bool:
+    """True for an `--address host:port` whose host is this machine's loopback."""
+    hostport = split_address(address) if address else None
+    return hostport is not None and hostport[0] in LOOPBACK_HOSTS
+
 
 def start_local_ray(
     *, num_cpus: int | None = None, num_gpus: int | None = None, dashboard: bool = False
 ) -> None:
-    """Start the embedded Ray instance, every server bound to loopback (127.0.0.1).
+    """Start the embedded Ray instance, every server bound to loopback (`LOOPBACK`, 127.0.0.1).
 
     Ray resolves "127.0.0.1" to the machine's routable address unless its cluster mode is off; the
     constant it reads for that is set from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import, so we set
@@ -252,8 +274,8 @@ def start_local_ray(
             num_cpus=num_cpus,
             num_gpus=num_gpus,
             include_dashboard=dashboard,
-            dashboard_host="127.0.0.1",
-            _node_ip_address="127.0.0.1",
+            dashboard_host=LOOPBACK,
+            _node_ip_address=LOOPBACK,
             log_to_driver=False,
             configure_logging=False,
         )
@@ -320,11 +342,9 @@ class RayExecutor(Executor):
         """Join the cluster at `address`, or start (and later shut down) a local one on loopback."""
         import ray
 
-        if address and address.split(":")[0] in ("127.0.0.1", "localhost"):
-            _loopback_mode()  # a cluster on this machine's loopback: this driver must be on 127.0.0.1 too
-            ray.init(
-                address=address, _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False
-            )
+        if is_loopback_address(address):
+            _loopback_mode()  # a cluster on this machine's loopback: this driver must be on it too
+            ray.init(address=address, _node_ip_address=LOOPBACK, log_to_driver=False, configure_logging=False)
         elif address:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:

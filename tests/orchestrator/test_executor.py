@@ -12,7 +12,9 @@ from orchestrator.executor import (
     RayExecutor,
     fits,
     held,
+    is_loopback_address,
     run_block,
+    split_address,
     start_local_ray,
 )
 from orchestrator.launch import NodeInfo
@@ -162,6 +164,17 @@ def test_a_run_that_compiles_nothing_is_not_called_cold(tmp_path):
     ctx = BlockContext(scratch_root=str(tmp_path / "s"), cache_root=str(tmp_path / "c"), cache_key="node")
     events = list(run_block(Block(0, (fake_run("r1"),), gpus=0), ctx, NodeInfo("n1", "h"), []))
     assert next(e for e in events if e.get("type") == "run")["row"]["compile_cache"] == "unused"
+
+
+def test_one_parser_of_host_port_and_one_loopback_set():
+    """`ablate run --address`'s check and the executor's join read an address the same way: an IPv6
+    host in brackets was `[` to the executor (split on the first colon), so [::1] was no loopback."""
+    assert split_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
+    assert split_address("[::1]:6379") == ("::1", 6379)
+    for bad in ("auto", "10.0.0.5", "10.0.0.5:", ":6379", "h:0", "h:65536", "h:63x"):
+        assert split_address(bad) is None, bad
+    assert [is_loopback_address(a) for a in ("127.0.0.1:6379", "localhost:1", "[::1]:6379")] == [True] * 3
+    assert [is_loopback_address(a) for a in (None, "auto", "10.0.0.5:6379", "127.0.0.1")] == [False] * 4
 
 
 # ------------------------------------------------------------------------------------------ Ray
