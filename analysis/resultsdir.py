@@ -1,4 +1,6 @@
-"""The owner of a sweep's results folder: every path in it, its one writer, its reads and its lock.
+"""The owner of a sweep's results folder: every path in it, its one writer, its reads and its lock;
+what sweep.json holds (`SweepInfo`, each key's type checked on reading) and which runs are the current
+plan's (`split_current`); and the one line for a folder that is not there (`ResultsDir.require`).
 
 Layout (docs/contracts.md has every key):
 
@@ -10,11 +12,13 @@ Layout (docs/contracts.md has every key):
     .cache/runs.parquet            the index: the rows read so far, each keyed by its file's identity
     .cache/runs.journal            rows written since the index was saved, one JSON line each
 
-Every file is written by `atomic_write`: a hidden temp name (`.tmp-<name>.<pid>.<thread>`), fsync
-where a result is lost otherwise (run, attempt and step files; not for re-creatable bulk writes such
-as ingesting logs), then a rename into place. Readers (ours, and pandas, polars or duckdb through
-pyarrow's dataset readers) skip names starting with `.` or `_`, so nobody takes a half-written file
-for a result.
+Every file but two is written by `atomic_write`: a hidden temp name (`.tmp-<name>.<pid>.<thread>`),
+fsync where a result is lost otherwise (run, attempt and step files; not for re-creatable bulk writes
+such as ingesting logs), then a rename into place (the journal is appended to a line at a time, and
+`.lock` is rewritten by its holder). Readers (ours, and pandas, polars or duckdb through pyarrow's
+dataset readers) skip names starting with `.` or `_`, so nobody takes a half-written file for a
+result. Run files are immutable, but for `replace_run`: a failed or timed-out run's file replaced by
+its `--retry-failed` outcome (`RETRYABLE_STATUSES`), in one atomic rename.
 
 The index makes reading a sweep's rows cost one file instead of one per run (a parquet file costs
 ~1-2 ms to open however small it is). It is keyed by each run file's identity (inode, size, mtime),
@@ -22,7 +26,9 @@ not by run id alone: a row is taken from the index only while its file is the ve
 from, so a run file replaced atomically (a failed run's file by its retry's) is read again, never
 served stale. The writer appends each run row it writes to the journal; a reader takes rows from
 the index, then the journal, then reads the few run files neither has, and saves the index again when
-that was many. Both are caches: a missing, torn or damaged one costs time, never a wrong row.
+they were `INDEX_REFRESH_MIN_NEW` rows or more. Both are caches: a missing, torn or damaged one costs
+time, never a wrong row. A folder landed elsewhere (`copy_to`, then `drop_machine_state`) leaves the
+lock and the index behind: its files have new identities there, and the first read rebuilds it.
 
 Importing this module needs neither pandas nor pyarrow (`ablate run --dry-run` lists finished runs
 on machines without them); the methods that read or write tables import them.
