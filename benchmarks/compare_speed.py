@@ -7,7 +7,7 @@ in one run and interleaved (so the machine's noise falls on both alike):
 - 960 logs (480 + 480): `ablate compare --baseline-logs master --candidate-logs pr` against
   `analyze_sweep.py --pr pr --master master`; goal: ablate within 3x upstream's time;
 - 20 logs (10 + 10): `ablate compare` against a bare `python -c "import scipy.stats"`; goal: within
-  1.5x (upstream's time on them is printed too).
+  1.5x; upstream's script is timed on them too, and ablate's time over each other command's printed.
 
 The logs are copies of the seed's record logs (upstream's `2025-09-05_SkipMLPBlocks`: 10 candidate
 logs of 1,705 steps and 10 `comparison_*` logs of 1,670 steps, ~139 KB each), each copy made unique by
@@ -33,7 +33,10 @@ from datetime import date
 from pathlib import Path
 
 SEED_RECORD = "2025-09-05_SkipMLPBlocks"
-GOALS = {"960": 3.0, "20": 1.5}  # ablate's time at most this many times the reference's
+OURS, UPSTREAM, SCIPY = "ablate compare", "upstream analyze_sweep.py", "python -c 'import scipy.stats'"
+CASES = ((48, UPSTREAM, 3.0), (1, SCIPY, 1.5))
+"""(copies of each seed log, the reference, goal): ablate's time at most `goal` times the reference's;
+upstream's script is timed in every case."""
 
 
 def copy_logs(record: Path, out: Path, copies: int) -> int:
@@ -57,13 +60,15 @@ def ablate_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "orchestrator.cli"]
 
 
-def commands(upstream: Path, folder: Path) -> dict[str, list[str]]:
+def commands(upstream: Path, folder: Path, reference: str) -> dict[str, list[str]]:
+    """ablate's and upstream's commands on the folder's two arms, and the reference when it is neither."""
     pr, master = str(folder / "pr"), str(folder / "master")
-    return {
-        "ablate compare": [*ablate_command(), "compare", "--baseline-logs", master, "--candidate-logs", pr],
-        "upstream analyze_sweep.py": [sys.executable, str(upstream), "--pr", pr, "--master", master],
-        "python -c 'import scipy.stats'": [sys.executable, "-c", "import scipy.stats"],
+    cmds = {
+        OURS: [*ablate_command(), "compare", "--baseline-logs", master, "--candidate-logs", pr],
+        UPSTREAM: [sys.executable, str(upstream), "--pr", pr, "--master", master],
+        SCIPY: [sys.executable, "-c", "import scipy.stats"],
     }
+    return {name: cmd for name, cmd in cmds.items() if name in (OURS, UPSTREAM, reference)}
 
 
 def run_once(cmd: list[str]) -> tuple[float, str]:
@@ -90,7 +95,7 @@ def time_all(cmds: dict[str, list[str]], repeats: int) -> tuple[dict[str, list[f
 
 def check_outputs(outputs: dict[str, str], label: str) -> None:
     """Both tools read the copies as the seed's runs: the seed's time improvement, no warning."""
-    ours, theirs = outputs["ablate compare"], outputs["upstream analyze_sweep.py"]
+    ours, theirs = outputs[OURS], outputs[UPSTREAM]
     if "Time improve: 1.4173 sec" not in ours or "warning:" in ours:
         raise SystemExit(f"compare_speed: ablate compare on {label} did not give the seed's figures:\n{ours}")
     if "delta_mean=+1.417s" not in theirs:
@@ -100,13 +105,30 @@ def check_outputs(outputs: dict[str, str], label: str) -> None:
 
 
 def report(label: str, times: dict[str, list[float]], reference: str, goal: float) -> bool:
+    """Each command's median and min, then ablate's median over each other's (the goal on the reference)."""
     print(f"{label}:")
     for name, ts in times.items():
         print(f"  {name:34s} median {statistics.median(ts):6.2f} s   min {min(ts):6.2f} s")
-    ratio = statistics.median(times["ablate compare"]) / statistics.median(times[reference])
-    met = ratio <= goal
-    print(f"  ablate / {reference}: {ratio:.2f}x (goal <= {goal}x: {'met' if met else 'MISSED'})")
+    met = True
+    for name in (n for n in times if n != OURS):
+        ratio = statistics.median(times[OURS]) / statistics.median(times[name])
+        verdict = ""
+        if name == reference:
+            met = ratio <= goal
+            verdict = f" (goal <= {goal}x: {'met' if met else 'MISSED'})"
+        print(f"  ablate / {name}: {ratio:.2f}x{verdict}")
     return met
+
+
+def machine() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo, else platform's) and the number of cores."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,20 +144,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--upstream {args.upstream}: no such file (upstream's analyze_sweep.py)")
     if not sorted(record.glob("comparison_*.txt")):
         parser.error(f"--record {record}: no comparison_*.txt logs (upstream's {SEED_RECORD} folder)")
-    print(f"compare_speed: {os.cpu_count()} cores, Python {platform.python_version()}, {date.today()}")
-    print(f"logs: unique copies of {record.name} (10 + 10 logs, 1,705 / 1,670 steps)")
+    base = len(sorted(record.glob("comparison_*.txt")))
+    cand = len(sorted(record.glob("*.txt"))) - base
+    print(f"compare_speed: {date.today()}, {machine()}, Python {platform.python_version()}")
+    print(f"logs: unique copies of {record.name}'s {base} + {cand} logs; medians of {args.repeats} runs")
     met = True
     with tempfile.TemporaryDirectory(prefix="ablate-compare-speed-") as tmp:
-        for label, copies, reference in (("960", 48, "upstream analyze_sweep.py"), ("20", 1, None)):
-            folder = Path(tmp) / label
+        for copies, reference, goal in CASES:
+            folder = Path(tmp) / f"x{copies}"
             n = copy_logs(record, folder, copies)
-            cmds = commands(args.upstream, folder)
-            if label == "960":
-                cmds.pop("python -c 'import scipy.stats'")
-            times, outputs = time_all(cmds, args.repeats)
+            times, outputs = time_all(commands(args.upstream, folder, reference), args.repeats)
             check_outputs(outputs, f"{n} logs")
-            ref = reference or "python -c 'import scipy.stats'"
-            met &= report(f"{n} logs ({n // 2} + {n // 2})", times, ref, GOALS[label])
+            met &= report(f"{n} logs ({base * copies} + {cand * copies})", times, reference, goal)
     return 0 if met else 1
 
 
