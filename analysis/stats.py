@@ -7,9 +7,10 @@ sign and `p_one_sided` tests "candidate lower". Randomness (bootstrap) only thro
 
 The tests are written over `scipy.special` (Student t: `stdtr`/`stdtrit`, noncentral t: `nctdtr`, normal:
 `ndtr`) and numpy, not `scipy.stats`: they give scipy.stats' figures (tests/analysis/test_stats.py checks
-them against it) and `ablate compare` starts ~1.3 s sooner (importing scipy.stats takes ~1.9 s on a
-2-core machine, scipy.special ~0.6 s). scipy.special is imported where a test needs it, so importing
-this module (the CLI does, for `DEFAULT_TARGET`) costs only numpy.
+them against it), and `ablate compare` on 20 logs takes about half the time of importing scipy.stats
+alone (0.52x: `python3 benchmarks/compare_speed.py --repeats 9 --upstream ...`, 2-core AMD EPYC,
+2026-12-01; README.md has the run). scipy.special is imported where a test needs it, so importing this
+module (the CLI does, for `DEFAULT_TARGET`) costs only numpy.
 """
 
 from __future__ import annotations
