@@ -80,3 +80,50 @@ def test_a_sweep_in_parts_resumes_from_the_landed_folder(tmp_path, capsys):
     assert "already done of 4 planned" in out and f"{4 - len(first)} run(s) to run" in out
     runs = store.read_runs(dest / "h200-parts")
     assert len(runs) == 4 and first < set(runs["run_id"]) and (runs["status"] == "ok").all()
+
+
+def _landed_index_keys(folder):
+    """run_id -> file key of every row the landed folder's index (snapshot and journal) holds."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from analysis.resultsdir import KEY_COLUMN, ResultsDir
+
+    index = ResultsDir(folder).index
+    keys = []
+    if index.snapshot.exists():
+        snap = pq.read_table(index.snapshot, columns=["run_id", KEY_COLUMN])
+        keys += zip(snap.column("run_id").to_pylist(), snap.column(KEY_COLUMN).to_pylist(), strict=True)
+    if index.journal.exists():
+        keys += [
+            (r["row"]["run_id"], r["key"]) for r in map(json.loads, index.journal.read_text().splitlines())
+        ]
+    return keys
+
+
+@pytest.mark.parametrize("n_blocks", [4, 40])
+def test_the_landed_index_is_rebuilt_from_the_landed_files_not_carried(tmp_path, n_blocks):
+    """The machine's `.cache/` names its own files (inode, size, mtime): landed as it is, it is a stale
+    index of files that are not there, committed with the folder. It is dropped; the report's read
+    rebuilds it from the landed files once there are enough rows to save one (64: 80 runs do, 8 not)."""
+    from analysis.resultsdir import ResultsDir, _file_key
+
+    chain = tmp_path / "chain"
+    machine = make_ab_results(chain / "results" / "h200-x", n_blocks=n_blocks)
+    n = 2 * n_blocks
+    assert len(store.read_runs(machine)) == n and len(_landed_index_keys(machine)) == n
+    tgz = tmp_path / "results.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(chain / "results", arcname="results")
+    target = tmp_path / "repo-results" / "h200-x"
+    (line,) = land(tgz, target.parent)
+    assert line.startswith(f"{target}: {n} run(s),")
+    landed = ResultsDir(target)
+    files = {p.stem: _file_key(p.stat()) for p in landed.runs_dir.glob("*.parquet")}
+    keys = _landed_index_keys(target)
+    assert all(files[run_id] == key for run_id, key in keys)  # no row of the machine's files
+    if n >= 64:
+        assert landed.index.snapshot.exists() and dict(keys) == files  # rebuilt by the report's read
+    else:
+        assert not landed.index.folder.exists()
