@@ -83,7 +83,7 @@ def test_a_sweep_in_parts_resumes_from_the_landed_folder(tmp_path, capsys):
 
 
 def _landed_index_keys(folder):
-    """run_id -> file key of every row the landed folder's index (snapshot and journal) holds."""
+    """(run_id, file key) of every row the folder's index (snapshot and journal) holds."""
     import json
 
     import pyarrow.parquet as pq
