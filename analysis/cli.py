@@ -120,7 +120,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         include_prefix=args.include_prefix,
     )
     if args.strict and warnings:
-        raise InputError(f"--strict: {len(warnings)} warning(s): " + " | ".join(warnings))
+        raise InputError(f"--strict: {summary.counted(len(warnings), 'warning')}: " + " | ".join(warnings))
     if len(arms) == 1:
         data = arms[0].data()
         s = summary.one_arm_summary(data["loss"], data["time_s"], target)

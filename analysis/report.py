@@ -346,7 +346,7 @@ FAILED_HEADING = (
 def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per failed or timed-out run, in run order: run_id, arm, status, attempt, reason."""
     cols = ["run_id", "arm", "status", "attempt", "reason"]
-    bad = runs[runs["status"].isin(summary.FAILED_STATUSES)]
+    bad = summary.failed(runs)
     if bad.empty:
         return pd.DataFrame(columns=cols)
     bad = run_order(bad)

@@ -295,7 +295,7 @@ def test_mixed_schedules_warn_and_strict_refuses(tmp_path, capsys):
     data = json.loads(_ablate(capsys, "compare", "--logs", arm, "--json")[1])
     assert len(data["warnings"]) == 1 and "different lengths" in data["warnings"][0]
     _error_line(
-        *_ablate(capsys, "compare", "--logs", arm, "--strict"), "--strict: 1 warning(s): logs: runs of"
+        *_ablate(capsys, "compare", "--logs", arm, "--strict"), "--strict: 1 warning: logs: runs of"
     )
 
 
