@@ -9,8 +9,9 @@ lm_head and the logit soft cap 30*sigmoid(x/7.5).
 
 The model runs on one flat sequence of concatenated documents (batch size 1), like upstream:
 ``forward(input_seq (T,), target_seq (T,), window_tokens) -> loss``. The loss is the **sum** over
-tokens in training mode and the **mean** in eval mode, as upstream (the optimizers are insensitive
-to the scale; upstream's Adam epsilon was tuned with the sum).
+tokens in training mode and the **mean** in eval mode, as upstream (Muon is insensitive to the
+scale and Adam nearly so; upstream's Adam epsilon was tuned with the sum). The FP8 head's gradient
+cast is not: `Head.accumulate` scales it for the micro steps a training step divides the loss by.
 
 Shapes in comments: T tokens, C model_dim, H heads of one layer (paths x num_heads), D head_dim.
 """
@@ -165,6 +166,15 @@ class Head(nn.Module):
         self.scales = (dim**0.5 / 448, 2**-9, 1 / 448)
         if fp8:
             _fp8_ops()  # register the op now: registration cannot happen inside a compiled graph
+
+    def accumulate(self, micro_steps: int) -> None:
+        """Scale the logits' gradient cast for ``micro_steps`` micro-batches a step: training divides
+        each micro-batch's loss by micro_steps (trainer.train._forward_backward), so the gradient that
+        reaches the e5m2 cast is that much smaller than upstream's, which backpropagates the plain sum
+        (on 8 GPUs one micro-batch each). Dividing the cast's scale alike casts the same e5m2 values as
+        upstream's: with a fixed 1/448, a 1-GPU run's small gradients flushed to zero 8x as often."""
+        x_s, w_s, _ = self.scales
+        self.scales = (x_s, w_s, 1 / (448 * micro_steps))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.fp8 and self.training:

@@ -427,6 +427,7 @@ def _setup(cfg: TrainConfig, opts: RunOptions, env: DistEnv) -> Run:
     accum = grad_accum_for(cfg, env.world_size)  # ConfigError names the knob
     torch.manual_seed(cfg.seed)  # the model seeds its own generator too; this covers anything else
     raw = build_model(cfg, env.device)
+    raw.lm_head.accumulate(accum)  # the FP8 gradient cast sees upstream's values at any world size
     if env.world_size > 1:
         for p in raw.parameters():
             dist.broadcast(p.detach(), 0)

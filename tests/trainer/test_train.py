@@ -106,3 +106,26 @@ def test_compile_stats_say_where_start_up_went():
     f(torch.ones(3, 2))  # another shape: a recompile, another frame
     stats = compile_stats()
     assert stats["compile_s"] > 0 and stats["frames"] >= before + 2 and stats["graphs"] >= 1
+
+
+def test_the_fp8_gradient_cast_is_scaled_for_the_micro_steps(tmp_path, monkeypatch):
+    """Each micro-batch's loss is divided by the micro steps before backward; the head's e5m2 gradient
+    cast is scaled alike, so it casts upstream's values (upstream backpropagates the plain sum; on one
+    GPU with a fixed 1/448 our smaller gradients flushed to zero more often)."""
+    import trainer.train as train_mod
+    from trainer.model import Head
+
+    built = []
+    real = train_mod.build_model
+    monkeypatch.setattr(train_mod, "build_model", lambda *a, **k: built.append(real(*a, **k)) or built[-1])
+    _run(tmp_path, "accum", seed=1, grad_accum=4)
+    assert built[0].lm_head.scales[2] == 1 / (448 * 4)
+    head = Head(64, 128, fp8=False)
+    head.accumulate(8)
+    g = torch.randn(256, 128) * torch.logspace(-12, 0, 128)  # logit gradients over many magnitudes
+    upstream = g.div(1 / 448).to(torch.float8_e5m2)  # the plain sum's gradient, upstream's scale
+    ours = (g / 8).div(head.scales[2]).to(torch.float8_e5m2)
+    assert torch.equal(ours.view(torch.uint8), upstream.view(torch.uint8))
+    assert not torch.equal(
+        (g / 8).div(1 / 448).to(torch.float8_e5m2).view(torch.uint8), upstream.view(torch.uint8)
+    )
