@@ -22,6 +22,8 @@
 #   textspeed  issue 18: trainer_speed at pr117 on the real-text shards in $TEXT (default /tmp/text):
 #           ours base (cold), then upstream's record script, validation budget 1,048,576 tokens on both
 #           sides, as many steps as the corpus holds for upstream's non-cycling loader (at most 80)
+#   textseeds issue 18: our spread at textspeed's length: trainer_speed at pr117 on the real-text shards,
+#           seeds 0 (cold) and 1-3 (warm), no upstream (~9 min), into h200_text_seeds.json
 #   textdrop  issue 18: the seed's whole figure on the real-text shards (sweeps/drop_one_mlp.yaml
 #           --profile h200-text, 41 runs), --time-limit ${TIME_LIMIT:-24m}, in parts over several sessions:
 #           resumes results/h200-text-drop-one-mlp when it is in the checkout. Keep trainer/ (but for its
@@ -52,7 +54,7 @@ if [ "$synthetic" = 1 ]; then
         --train-tokens 60000000 --val-tokens 12000000 > "$W/synth.log" 2>&1 || { stamp "synth failed"; exit 1; }
 fi
 TEXT=${TEXT:-/tmp/text}
-if has textspeed || has textspread || has textdrop; then
+if has textspeed || has textspread || has textseeds || has textdrop; then
     n=$(ls "$TEXT"/fineweb_train_*.bin 2>/dev/null | wc -l)
     [ "$n" -gt 0 ] || { stamp "no real-text shards in $TEXT (copy them there first: docs/gpu.md)"; exit 1; }
     stamp "real-text shards in $TEXT: $n train, $(ls "$TEXT"/fineweb_val_*.bin | wc -l) val, $(du -sh "$TEXT" | cut -f1)"
@@ -117,20 +119,32 @@ if has dropall; then
 fi
 # issue 18: the real-text spread first (it plans the figure's repeats), then ours against upstream
 if has textspread; then ablate_run h200_text_spread h200-text-spread h200_text_spread; fi
-if has textspeed && [ -f .upstream/pr117_train_gpt.py ]; then
-    # upstream's loader does not cycle: a step reads 8 sequences of 48 Ki tokens, each from a document
-    # start (15 % kept for that alignment), and leaves the last 786,433 tokens of each shard unread (its
-    # look-ahead window); at most 80 steps
-    steps=$(python3 -c "
+text_steps() {  # upstream's loader does not cycle: a step reads 8 sequences of 48 Ki tokens, each from a
+    # document start (15 % kept for that alignment), and leaves the last 786,433 tokens of each shard
+    # unread (its look-ahead window); at most 80 steps
+    python3 -c "
 import glob
 from trainer.shards import read_header
 n = sum(max(0, read_header(f) - 786433) for f in glob.glob('$TEXT/fineweb_train_*.bin'))
-print(min(80, int(n * 0.85) // 393216))")
+print(min(80, int(n * 0.85) // 393216))"
+}
+if has textspeed && [ -f .upstream/pr117_train_gpt.py ]; then
+    steps=$(text_steps)
     stamp "trainer_speed on real text: $steps steps"
     python3 benchmarks/trainer_speed.py --preset pr117 --steps "$steps" --data-dir "$TEXT" --shared-cache \
         --val-tokens 1048576 --variant base: --upstream .upstream/pr117_train_gpt.py \
         --workdir "$W/textspeed" --out "$W/h200_text.json" > "$W/textspeed.log" 2>&1
     stamp "trainer_speed on real text exit $?"
+fi
+if has textseeds; then
+    # our run-to-run spread at textspeed's length: seed 0 (cold) and seeds 1-3 (warm: same graphs), to
+    # tell whether upstream's val loss there lies within it (its init is fixed, so a repeat would not)
+    steps=$(text_steps)
+    stamp "trainer_speed on real text, seeds 0-3: $steps steps"
+    python3 benchmarks/trainer_speed.py --preset pr117 --steps "$steps" --data-dir "$TEXT" --shared-cache \
+        --val-tokens 1048576 --variant base: --variant s1:seed=1 --variant s2:seed=2 --variant s3:seed=3 \
+        --workdir "$W/textseeds" --out "$W/h200_text_seeds.json" > "$W/textseeds.log" 2>&1
+    stamp "trainer_speed seeds exit $?"
 fi
 if has textdrop; then
     resume_carried h200-text-drop-one-mlp

@@ -10,8 +10,8 @@ set -u
 W=${1:-/tmp/chain}
 OUT=${OUT:?set OUT}
 tail -n 8 "$W"/../chain.log 2>/dev/null
-tail -n 4 "$W"/speed.log "$W"/textspeed.log "$W"/h200_*.log 2>/dev/null
-cp "$W/h200.json" "$W/compile_gap.json" "$W/h200_text.json" "$OUT/" 2>/dev/null
+tail -n 4 "$W"/speed.log "$W"/textspeed.log "$W"/textseeds.log "$W"/h200_*.log 2>/dev/null
+cp "$W/h200.json" "$W/compile_gap.json" "$W/h200_text.json" "$W/h200_text_seeds.json" "$OUT/" 2>/dev/null
 [ -f "$W/pr117.profile.txt" ] && cp "$W/pr117.profile.txt" "$OUT/"
 cp "$W"/../chain.log "$OUT/" 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$W" --exclude='cache-*' --exclude='*.bin' --exclude=results --exclude=upstream \
