@@ -210,3 +210,22 @@ def test_h200_text_spread_holds_the_readmes_figures():
     assert f"{base.min():.4f}-{base.max():.4f} (mean {base.mean():.4f}, sd {base.std():.4f})" in gpu.replace(
         "\n  ", " "
     )
+
+
+def test_h200_text_side_by_side_holds_the_readmes_figures():
+    """Ours against upstream on real text (issue 18): the committed JSON, and the README and docs/gpu.md
+    quoting it."""
+    summary = json.loads((ROOT / "benchmarks" / "results" / "h200_text.json").read_text())
+    assert "H200" in summary["gpu"] and summary["preset"] == "pr117" and summary["val_tokens"] == 1048576
+    runs = summary["runs"]
+    assert set(runs) == {"base", "upstream"} and all(r["exit_code"] == 0 for r in runs.values())
+    ours, up = summary["ours_step_ms"], summary["upstream_step_ms"]
+    assert summary["ratio_ours_over_upstream"] == pytest.approx(ours / up, abs=1e-4) and ours / up <= 1.03
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    gpu = (ROOT / "docs" / "gpu.md").read_text().replace("\n  ", " ")
+    ratio = f"{summary['ratio_ours_over_upstream']:.3f}"
+    losses = f"{summary['ours_val_loss']:.4f} vs {summary['upstream_val_loss']:.4f}"
+    assert f"{summary['steps']} steps at `pr117`" in readme
+    assert f"{ours:.2f} vs {up:.2f} ms a step ({ratio}), val loss {losses}" in readme
+    assert f"{ours:.2f} ms a step ours, {up:.2f} ms upstream's ({ratio}); val loss" in gpu
+    assert f"{summary['ours_val_loss']:.4f} ours, {summary['upstream_val_loss']:.4f} upstream's" in gpu
