@@ -294,9 +294,7 @@ def test_mixed_schedules_warn_and_strict_refuses(tmp_path, capsys):
     assert "25 steps (4 runs: long00.txt, long01.txt, long02.txt and 1 more)" in out
     data = json.loads(_ablate(capsys, "compare", "--logs", arm, "--json")[1])
     assert len(data["warnings"]) == 1 and "different lengths" in data["warnings"][0]
-    _error_line(
-        *_ablate(capsys, "compare", "--logs", arm, "--strict"), "--strict: 1 warning: logs: runs of"
-    )
+    _error_line(*_ablate(capsys, "compare", "--logs", arm, "--strict"), "--strict: 1 warning: logs: runs of")
 
 
 def test_counts_of_one_are_in_the_singular(tmp_path, capsys):
