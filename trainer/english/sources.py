@@ -113,9 +113,7 @@ def read_sword(archive: Path) -> Iterator[str]:
 
 def _dictionary(member: str) -> Reader:
     def read(archive: Path) -> Iterator[str]:
-        files = {
-            name: text_of(name, blob) for name, blob in _raw_files(archive, rf".*/{member}\.(index|dict\.dz)")
-        }
+        files = dict(_files(archive, rf".*/{member}\.(index|dict\.dz)"))
         body, index = _ending(files, ".dz"), _ending(files, ".index")
         entries = (clean.dict_entry_text(e) for e in clean.dict_entries(body, index))
         return clean.group((e for e in entries if e), DICT_DOC_CHARS)
@@ -258,11 +256,13 @@ SOURCES: tuple[Source, ...] = (
 
 
 def by_name(names: list[str] | None) -> tuple[Source, ...]:
-    """The sources named (all when None), in table order; an unknown name is a ValueError."""
+    """The sources named (all when None), in table order; an unknown name, or an empty list, is a
+    ValueError listing the known ones in table order."""
     if names is None:
         return SOURCES
     known = {s.name for s in SOURCES}
     unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if unknown or not names:
+        listed = ", ".join(s.name for s in SOURCES)
+        raise ValueError(f"unknown source {', '.join(unknown) or '(none given)'}; known: {listed}")
     return tuple(s for s in SOURCES if s.name in names)
