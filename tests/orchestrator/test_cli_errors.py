@@ -147,3 +147,20 @@ def test_a_truncated_sweep_json_is_one_line(tmp_path, capsys, verb):
     assert main([verb, str(root)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ablate: error: {root / 'sweep.json'}: not valid JSON") and err.count("\n") == 1
+
+
+def test_ablate_data_runs_the_corpus_tools_under_its_own_name(tmp_path, capsys):
+    """`ablate data VERB ...` is trainer.corpus's command line (README's lines), in this process."""
+    argv = ["data", "synth", "--out", str(tmp_path / "s"), "--train-tokens", "500", "--val-tokens", "100"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == ["synth_val_000000.bin", "synth_train_000000.bin"]
+    (tmp_path / "file").write_text("")
+    assert main(["data", "synth", "--out", str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err.startswith(f"ablate data: error: --out {tmp_path / 'file'}: is a file")
+    with pytest.raises(SystemExit) as e:
+        main(["data", "synth", "--seed", "x"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.endswith("; see ablate data synth --help\n")
+    with pytest.raises(SystemExit) as e:
+        main(["data", "--", "--help"])  # as the verb's own help says
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("usage: ablate data [-h] {synth,text,")
