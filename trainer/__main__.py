@@ -124,9 +124,10 @@ def run_cli(argv: list[str]) -> int:
             print(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True))
             return 0
         if (args.run_id is None) != (args.log_dir is None):
-            raise UsageError("--run-id and --log-dir go together; give both or neither")
-        if args.log_dir is not None and args.run_id is None:
-            raise UsageError("--log-dir needs --run-id ID (the log files are named ID.txt, ID.metrics.jsonl)")
+            raise UsageError(
+                "--run-id and --log-dir go together (the logs are DIR/ID.txt, DIR/ID.metrics.jsonl); "
+                "give both or neither"
+            )
         opts = RunOptions(
             data_dir=_data_dir(args),
             run_id=args.run_id,

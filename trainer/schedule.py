@@ -11,25 +11,20 @@ import math
 from trainer.config import ConfigError, TrainConfig
 
 
-def _fail(name: str, msg: str) -> ConfigError:
-    return ConfigError(f"{name}: {msg}")
-
-
 def grad_accum_for(cfg: TrainConfig, world_size: int) -> int:
     """Micro-batches per step per rank so that ``world_size`` ranks see ``batch_tokens`` per step."""
     if cfg.grad_accum is not None:
         if cfg.grad_accum * cfg.seq_len * world_size != cfg.batch_tokens:
-            raise _fail(
-                "grad_accum",
-                f"{cfg.grad_accum} x seq_len {cfg.seq_len} x {world_size} processes "
+            raise ConfigError(
+                f"grad_accum: {cfg.grad_accum} x seq_len {cfg.seq_len} x {world_size} processes "
                 f"!= batch_tokens {cfg.batch_tokens}",
             )
         return cfg.grad_accum
     per_rank, rest = divmod(cfg.batch_tokens, cfg.seq_len * world_size)
     if rest or per_rank < 1:
-        raise _fail(
-            "batch_tokens",
-            f"{cfg.batch_tokens} is not a multiple of seq_len {cfg.seq_len} x {world_size} processes",
+        raise ConfigError(
+            f"batch_tokens: {cfg.batch_tokens} is not a multiple of seq_len {cfg.seq_len} x "
+            f"{world_size} processes",
         )
     return per_rank
 
@@ -42,7 +37,7 @@ def window_tokens_at(cfg: TrainConfig, step: int) -> int:
     Short-window layers use ``short_window(cfg, long)``.
     """
     if not 0 <= step <= cfg.steps:
-        raise _fail("steps", f"step {step} outside 0..{cfg.steps}")
+        raise ConfigError(f"steps: step {step} outside 0..{cfg.steps}")
     bs = cfg.block_size
     if cfg.window_schedule == "stages":
         stage = int(len(cfg.window_stages) * step / (cfg.steps + 1))

@@ -115,6 +115,7 @@ def run_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
         (["--device", "tpu"], "--device"),
         (["--data-dir", "no/such/dir"], "no/such/dir"),
         (["--log-dir", "somewhere"], "--run-id"),
+        (["--run-id", "r1"], "--run-id and --log-dir go together"),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(args, needle, capsys):
