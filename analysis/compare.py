@@ -9,12 +9,16 @@ Three ways to name the arms (`select_arms`):
 - one spec (`--logs`): one arm, the record rule and times only.
 
 One run counts once. Every matched file is resolved to its real path, so `DIR`, `./DIR/`, an absolute
-path, `../x/DIR` and a link to it are one folder, and fingerprinted by content. A file matched by a glob
-on one side and a folder on the other belongs to the glob's arm (the README's form); any other file in
-both arms, two arms of the same files, or one log's content in both arms is an error; within an arm an
-exact copy counts once, with a warning. Runs of one arm with different step counts, or different
+path, `../x/DIR` and a link to it are one folder, and each file is named by its bytes and by its run
+(`logs.run_identity`: the step lines read, so a copy with CRLF line ends, a `torchrun --tee` capture or a
+copy with a note added is the same run). A file matched by a glob on one side and a folder on the other
+belongs to the glob's arm (the README's form); any other file in both arms, two arms of the same files,
+or one run in both arms is an error; within an arm a copy counts once, with a warning. A file holding
+several runs (step 0 again after a later step) is not counted, with a warning: which of its runs would
+count is a guess, so the user splits it. Runs of one arm with different step counts, or different
 training code by their log headers, are pooled with a warning. A file that cannot be used is skipped
-with its reason; an arm left with no usable log is an error that lists every reason.
+with its reason; a diverged run also warns (it is a result of the arm, not a broken file); an arm left
+with no usable log is an error that lists every reason.
 """
 
 from __future__ import annotations
@@ -147,10 +151,14 @@ def _overlap_text(b: ArmSource, c: ArmSource, in_b: Path, in_c: Path) -> str:
     )
 
 
+MULTI_RUN = "several runs"
+"""The skip kind of a file that holds more than one run."""
+
+
 def read_arm(source: ArmSource) -> Arm:
-    """Read every file of an arm once; exact copies count once; raises InputError when none is usable."""
+    """Read every file of an arm once; copies of a run count once; raises InputError when none is usable."""
     arm = Arm(source)
-    first: dict[str, LogFile] = {}
+    seen: dict[str, LogFile] = {}  # by bytes ("b" + digest) and by run ("r" + run_identity)
     paths: dict[str, Path] = {}
     for real, (path, problem) in zip(source.reals, source.entries, strict=True):
         if real in paths:  # one file by two names (links, a glob through a loop)
@@ -159,21 +167,34 @@ def read_arm(source: ArmSource) -> Arm:
             continue
         paths[real] = path
         f = read_log(path, problem)
-        if f.error is not None:
-            arm.skipped.append((f, "unreadable", f.error))
-        elif f.digest in first:
-            arm.skipped.append((f, "duplicate", f"exact copy of {arm.show(first[f.digest])}"))
-        elif f.log.status != "ok":
-            first[f.digest] = f
-            arm.skipped.append((f, f.log.status, f"{f.log.status} ({f.log.message})"))
-        else:
-            first[f.digest] = f
+        kind, why = _why_not_used(arm, f, seen)
+        if kind is None:
             arm.used.append(f)
+        else:
+            arm.skipped.append((f, kind, why))
     if not arm.used:
         reasons = "; ".join(f"{arm.show(f)}: {why}" for f, _, why in arm.skipped)
         raise InputError(f"{source.label}: no log reached its final val line (status ok): {reasons}")
-    arm.warnings = _duplicate_warnings(arm) + _pooling_warnings(arm)
+    arm.warnings = _duplicate_warnings(arm) + _skip_warnings(arm) + _pooling_warnings(arm)
     return arm
+
+
+def _why_not_used(arm: Arm, f: LogFile, seen: dict[str, LogFile]) -> tuple[str | None, str]:
+    """(skip kind, reason) of a file read, or (None, "") when it counts; files seen are noted in `seen`."""
+    if f.error is not None:
+        return "unreadable", f.error
+    if "b" + f.digest in seen:
+        return "duplicate", f"exact copy of {arm.show(seen['b' + f.digest])}"
+    if f.run is not None and "r" + f.run in seen:
+        return "duplicate", f"the same run as {arm.show(seen['r' + f.run])}: identical step lines"
+    seen["b" + f.digest] = f
+    if f.run is not None:
+        seen["r" + f.run] = f
+    if f.log.runs > 1:
+        return MULTI_RUN, f"holds {f.log.runs} runs ({_restarts(f)}); split it into one file per run"
+    if f.log.status != "ok":
+        return f.log.status, f"{f.log.status} ({f.log.message})"
+    return None, ""
 
 
 def _names(arm: Arm, files: list[LogFile], at_most: int = 3) -> str:
@@ -188,6 +209,37 @@ def _duplicate_warnings(arm: Arm) -> list[str]:
     listed = ", ".join(f"{arm.show(f)} ({why})" for f, why in dups[:3])
     more = f" and {len(dups) - 3} more" if len(dups) > 3 else ""
     return [f"{arm.who}: {counted(len(dups), 'duplicate log')} counted once: {listed}{more}"]
+
+
+def _restarts(f: LogFile) -> str:
+    """`step 0 again at line 5351`: where a file's later runs start."""
+    lines = ", ".join(map(str, f.log.restarts))
+    return f"step 0 again at line{'s' if len(f.log.restarts) > 1 else ''} {lines}"
+
+
+def _skip_warnings(arm: Arm) -> list[str]:
+    """Skips a reviewer must see: files of several runs (none of them counted), and diverged runs (a
+    result of the arm's code, unlike a truncated or broken file, which stays a skip note)."""
+    out = []
+    multi = [f for f, kind, _ in arm.skipped if kind == MULTI_RUN]
+    if multi:
+        each = "it" if len(multi) == 1 else "each"
+        listed = _listed(arm, multi, lambda f: f"{f.log.runs} runs, {_restarts(f)}")
+        out.append(
+            f"{arm.who}: {counted(len(multi), 'log')} not counted, holding several runs: {listed}; "
+            f"split {each} into one file per run"
+        )
+    diverged = [f for f, kind, _ in arm.skipped if kind == "diverged"]
+    if diverged:
+        listed = _listed(arm, diverged, lambda f: f.log.message)
+        out.append(f"{arm.who}: {counted(len(diverged), 'run')} diverged, not counted: {listed}")
+    return out
+
+
+def _listed(arm: Arm, files: list[LogFile], detail, at_most: int = 3) -> str:
+    """`a.txt (detail), b.txt (detail) and 2 more`."""
+    shown = ", ".join(f"{arm.show(f)} ({detail(f)})" for f in files[:at_most])
+    return shown + (f" and {len(files) - at_most} more" if len(files) > at_most else "")
 
 
 def _groups(arm: Arm, key) -> list[list[LogFile]]:
@@ -220,12 +272,18 @@ def check_across(arms: list[Arm]) -> None:
         return
     b, c = arms
     seen = {f.digest: f for f in b.used}
+    runs = {f.run: f for f in b.used if f.run is not None}
     for f in c.used:
         if f.digest in seen:
-            raise InputError(
-                f"{c.show(f)} ({c.source.label}) and {b.show(seen[f.digest])} ({b.source.label}) are the "
-                "same log (identical content): one run cannot count in both arms"
-            )
+            what, other = "same log (identical content)", seen[f.digest]
+        elif f.run in runs:
+            what, other = "same run (identical step lines)", runs[f.run]
+        else:
+            continue
+        raise InputError(
+            f"{c.show(f)} ({c.source.label}) and {b.show(other)} ({b.source.label}) are the {what}: one "
+            "run cannot count in both arms"
+        )
 
 
 def _subfolder_arms(subfolders: list[str], filters: dict) -> dict[str, list]:

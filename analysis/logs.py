@@ -22,7 +22,7 @@ import math
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from analysis import InputError
@@ -61,6 +61,9 @@ class ParsedLog:
     `garbled` (text, but not one step line). `final_val_loss`/`train_time_ms`/`step_avg_ms` come from
     the last validation line when the run is ok; otherwise from the last line read (loss None).
     `steps`: every step line, or (read with `all_steps=False`) the validation lines and the last line.
+    `restarts`: the line numbers (in the file, from 1) of the `step:0` lines that follow a later step's
+    line, each the start of another run in the same file (a log appended to, two logs concatenated); ()
+    for a file of one run. The other fields read such a file as one run.
     """
 
     status: str
@@ -74,6 +77,12 @@ class ParsedLog:
     reserved_mem_mib: float | None
     has_header: bool
     message: str
+    restarts: tuple[int, ...] = ()
+
+    @property
+    def runs(self) -> int:
+        """How many runs the file holds (1 + its restarts)."""
+        return 1 + len(self.restarts)
 
 
 def _record(m: re.Match) -> StepRecord:
@@ -129,26 +138,51 @@ def _strip_tee(body: str) -> str:
 
 def parse_log_text(text: str, *, all_steps: bool = True) -> ParsedLog:
     """Parse a whole log (file contents or a stdout capture); never raises on bad content."""
-    code, body = split_header(_normalise(text))
-    return _parse_body(_strip_tee(body), code is not None, all_steps)
+    text = _normalise(text)
+    code, body = split_header(text)
+    return _parse_body(_strip_tee(body), code is not None, all_steps, _body_line(text, body))
 
 
 def parse_log_bytes(data: bytes, *, all_steps: bool = True) -> ParsedLog:
     """`parse_log_text(data.decode("utf-8", errors="replace"))`, decoding only what follows the header."""
-    code, body = split_header(_normalise(data))
-    return _parse_decoded(body, code is not None, all_steps)
+    data = _normalise(data)
+    code, body = split_header(data)
+    return _parse_decoded(body, code is not None, all_steps, _body_line(data, body))
 
 
-def _parse_decoded(body: bytes, has_header: bool, all_steps: bool) -> ParsedLog:
-    return _parse_body(_strip_tee(body.decode("utf-8", errors="replace")), has_header, all_steps)
+def _body_line(text, body) -> int:
+    """The line number (from 1) in `text` of the first line of `body`, its tail."""
+    return text.count("\n" if isinstance(text, str) else b"\n", 0, len(text) - len(body)) + 1
 
 
-def _parse_body(body: str, has_header: bool, all_steps: bool) -> ParsedLog:
+def _parse_decoded(body: bytes, has_header: bool, all_steps: bool, first_line: int) -> ParsedLog:
+    text = _strip_tee(body.decode("utf-8", errors="replace"))
+    return _parse_body(text, has_header, all_steps, first_line)
+
+
+def _parse_body(body: str, has_header: bool, all_steps: bool, first_line: int) -> ParsedLog:
     steps = tuple(_record(m) for m in _STEP_RE.finditer(body)) if all_steps else _final_steps(body)
     at = _last_line_at(body, _MEM, _MEM_RE)  # the last memory line wins (a restarted run prints more)
     mem = _MEM_RE.fullmatch(_line_at(body, at)) if at != -1 else None
     peak, reserved = (float(mem.group(1)), float(mem.group(2))) if mem else (None, None)
-    return _classify(steps, has_header, body, peak, reserved, _first_line_with(body, _DIVERGED))
+    log = _classify(steps, has_header, body, peak, reserved, _first_line_with(body, _DIVERGED))
+    restarts = tuple(first_line + body.count("\n", 0, i) for i in _restart_offsets(body))
+    return replace(log, restarts=restarts) if restarts else log
+
+
+def _restart_offsets(body: str) -> list[int]:
+    """Offsets of the whole `step:0` lines that follow another step's line: each starts another run.
+
+    Found by the text, not the steps read, so both readings (`all_steps`) agree; a file of one run costs
+    one `find`.
+    """
+    zeros, i = [], body.find("step:0/")
+    while i != -1:
+        if (i == 0 or body[i - 1] == "\n") and _LINE_RE.fullmatch(_line_at(body, i)):
+            zeros.append(i)
+        i = body.find("step:0/", i + 1)
+    pairs = zip(zeros, zeros[1:], strict=False)  # each step-0 line with the next
+    return [b for a, b in pairs if _STEP_RE.search(body, body.find("\n", a) + 1, b)]
 
 
 def _line_at(body: str, start: int) -> str:
@@ -287,7 +321,7 @@ class LogFile:
 
     digest: 16 hex of sha256 of the log's text (decompressed; for a plain file, `ingest`'s run_id);
     code: `code_fingerprint`; log: the parse (`all_steps=False`); error: why it could not be read, in
-    words (then digest, code and log are None).
+    words (then digest, code and log are None); run: `run_identity` of the parse (None without one).
     """
 
     path: Path
@@ -295,6 +329,21 @@ class LogFile:
     code: str | None
     log: ParsedLog | None
     error: str | None
+    run: str | None = None
+
+
+def run_identity(log: ParsedLog) -> str | None:
+    """16 hex naming a run by what its log says: the step lines read (step, val loss, train time, step
+    average, each as parsed), so one run saved with CRLF line ends, captured through `torchrun --tee` or
+    with a line of notes added is one run. None when no step after step 0 was read: step 0's line
+    (train time 0, the val loss of the initial weights) is the same in different runs of one code.
+    """
+    if not any(s.step > 0 for s in log.steps):
+        return None
+    text = "\n".join(
+        f"{s.step}/{s.total_steps} {s.val_loss!r} {s.train_time_ms!r} {s.step_avg_ms!r}" for s in log.steps
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def read_log(path: Path, problem: str | None = None) -> LogFile:
@@ -306,9 +355,10 @@ def read_log(path: Path, problem: str | None = None) -> LogFile:
     except OSError as e:
         return LogFile(path, None, None, None, f"cannot read it ({e.strerror or e})")
     digest = hashlib.sha256(data).hexdigest()[:16]
-    code, body = split_header(_normalise(data))  # once, for both the fingerprint and the parse
-    log = _parse_decoded(body, code is not None, all_steps=False)
-    return LogFile(path, digest, _code_digest(code), log, None)
+    data = _normalise(data)
+    code, body = split_header(data)  # once, for both the fingerprint and the parse
+    log = _parse_decoded(body, code is not None, False, _body_line(data, body))
+    return LogFile(path, digest, _code_digest(code), log, None, run_identity(log))
 
 
 def is_log_name(name: str) -> bool:

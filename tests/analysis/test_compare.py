@@ -5,6 +5,7 @@ split by upstream's conventions, pooled schedules warn. Logs come from our write
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -176,6 +177,97 @@ def test_three_copies_of_one_run_are_one_run(tmp_path, capsys):
     code, out, _ = _ablate(capsys, "compare", "--logs", arm)
     assert code == 0 and "runs: p=n/a  (n=1: no test" in out and "record rule: no test (runs n=1)" in out
     assert "2 duplicate logs counted once: again2.txt (exact copy of again1.txt), run00.txt" in out
+
+
+def _tee_capture(text: str) -> str:
+    """What `torchrun --tee` captures of a run upstream's script logs: its stdout, each line prefixed."""
+    body = text[text.index("step:0/") :]
+    return "W0905 torch/distributed/run.py: Setting OMP_NUM_THREADS\n" + "".join(
+        f"[default0]:{x}\n" for x in body.splitlines()
+    )
+
+
+def test_copies_of_a_run_in_other_forms_count_once(tmp_path, capsys):
+    """CRLF ends, a tee capture, a note appended: one run each, said as a duplicate naming both files."""
+    folder = write_seed_logs(tmp_path / "pr120")
+    run = [(folder / f"run0{i}.txt").read_text() for i in range(3)]
+    (folder / "run00_crlf.txt").write_bytes(run[0].replace("\n", "\r\n").encode())
+    (folder / "run01_tee.log").write_text(_tee_capture(run[1]))
+    (folder / "run02_noted.txt").write_text(run[2] + "# seed 2, rerun on node 3\n")
+    shutil.copy(folder / "run03.txt", folder / "run03_copy.txt")  # an exact copy still says so
+    code, out, err = _ablate(capsys, "compare", folder)
+    _assert_seed(code, out.replace("\nwarning: ", "\n"), err)  # the seed's n=10, times and p-values
+    assert "candidate 10 used (the other files), 4 skipped (duplicate 4)" in out
+    warning = "warning: candidate: 4 duplicate logs counted once: "
+    assert (
+        out.count("warning:") == 1
+        and warning
+        + (
+            "run00_crlf.txt (the same run as run00.txt: identical step lines), "
+            "run01_tee.log (the same run as run01.txt: identical step lines), "
+            "run02_noted.txt (the same run as run02.txt: identical step lines) and 1 more"
+        )
+        in out
+    )
+    assert "skipped candidate log run03_copy.txt: exact copy of run03.txt" in out
+
+
+def test_one_run_in_both_arms_by_its_step_lines_is_refused(tmp_path, capsys, monkeypatch):
+    folder = write_seed_logs(tmp_path / "pr120")
+    monkeypatch.chdir(tmp_path)
+    crlf = (folder / "run04.txt").read_text().replace("\n", "\r\n")
+    (folder / "comparison_04.txt").write_bytes(crlf.encode())  # a candidate run among the baseline's
+    _error_line(
+        *_ablate(capsys, "compare", "pr120"),
+        "run04.txt (pr120 other files) and comparison_04.txt (pr120 comparison_* files) are the same run "
+        "(identical step lines): one run cannot count in both arms",
+    )
+
+
+def test_a_file_of_two_runs_is_not_counted_and_warns(tmp_path, capsys):
+    """Two logs concatenated, or a capture appended to: which run would count is a guess; say it, skip it."""
+    folder = write_seed_logs(tmp_path / "pr120")
+    first = (folder / "run08.txt").read_text()
+    second = (folder / "run09.txt").read_text()
+    (folder / "run08.txt").write_text(first + second)
+    (folder / "run09.txt").unlink()
+    lines = (first + second).split("\n")
+    at = 1 + next(i for i, x in enumerate(lines) if i >= first.count("\n") and x.startswith("step:0/"))
+    code, out, _ = _ablate(capsys, "compare", folder)
+    assert code == 0 and "candidate: p=0.0021  (n=8," in out  # read as one run, it was n=9
+    assert "candidate 8 used (the other files), 1 skipped (several runs 1)" in out
+    skip = f"skipped candidate log run08.txt: holds 2 runs (step 0 again at line {at}); split it into one "
+    assert skip + "file per run" in out
+    assert (
+        f"warning: candidate: 1 log not counted, holding several runs: run08.txt (2 runs, step 0 again at "
+        f"line {at}); split it into one file per run"
+    ) in out
+    _error_line(*_ablate(capsys, "compare", folder, "--strict"), "--strict: 1 warning: candidate: 1 log not")
+    stdout = "".join(f"{x}\n" for x in step_lines(20, 3.27, 160000, val_every=5))
+    (folder / "run09.txt").write_text(stdout * 2)  # a capture appended to: no header
+    data = json.loads(_ablate(capsys, "compare", folder, "--json")[1])
+    assert data["arms"]["candidate"]["n"] == 8 and len(data["warnings"]) == 1
+    assert "run09.txt (2 runs, step 0 again at line 22)" in data["warnings"][0]
+
+
+def test_a_diverged_run_warns_a_truncated_one_is_a_note(tmp_path, capsys):
+    folder = write_seed_logs(tmp_path / "pr120")
+    good = (folder / "run09.txt").read_text()
+    (folder / "run10.txt").write_text(re.sub(r"step:10/20 val_loss:[\d.]+", "step:10/20 val_loss:nan", good))
+    (folder / "run11.txt").write_text(good[: good.index("step:15/20")])
+    code, out, _ = _ablate(capsys, "compare", folder)
+    assert code == 0 and "candidate: p=0.0003  (n=10," in out
+    assert "candidate 10 used (the other files), 2 skipped (diverged 1, truncated 1)" in out
+    assert "skipped candidate log run11.txt: truncated (stopped at step 14 of 20)" in out
+    warnings = [x for x in out.splitlines() if x.startswith("warning:")]
+    assert warnings == [
+        "warning: candidate: 1 run diverged, not counted: run10.txt (non-finite val_loss at step 10)"
+    ]
+    _error_line(
+        *_ablate(capsys, "compare", folder, "--strict"), "--strict: 1 warning: candidate: 1 run diverged"
+    )
+    (folder / "run10.txt").unlink()
+    assert "warning:" not in _ablate(capsys, "compare", folder)[1]  # truncated alone: a note, no warning
 
 
 def test_unreadable_log_is_a_skip_with_its_reason_or_one_line(tmp_path, capsys, monkeypatch):

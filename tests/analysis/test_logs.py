@@ -19,6 +19,7 @@ from analysis.logs import (
     parse_log_text,
     parse_step_line,
     read_log,
+    run_identity,
     scan_logs,
 )
 from tests.analysis.helpers import FAKE_CODE, SEP, step_lines, upstream_log
@@ -342,3 +343,49 @@ def test_scan_logs_recursion_links_and_names(tmp_path):
     assert {os.path.realpath(p) for p in looped} == {str((tmp_path / "sub/deeper/f.log").resolve())}
     with pytest.raises(InputError, match="File name too long"):
         scan_logs(tmp_path / ("x" * 300))
+
+
+def _step0_line(text: str, after: int = 0) -> int:
+    """The line number (from 1) of the first step-0 line of `text` after line `after`."""
+    lines = text.split("\n")
+    return next(i + 1 for i, x in enumerate(lines) if i >= after and x.startswith("step:0/"))
+
+
+def test_two_runs_in_one_file_are_restarts_at_their_step_0_lines():
+    one, two = upstream_log(20, 3.2806, 163078, val_every=5), upstream_log(20, 3.2764, 163129, val_every=5)
+    assert parse_log_text(one).restarts == () and parse_log_text(one).runs == 1
+    joined = one + two  # two logs concatenated: the second's header lies inside the first's body
+    at = one.count("\n") + _step0_line(two)
+    for log in (parse_log_text(joined), parse_log_text(joined, all_steps=False)):
+        assert log.restarts == (at,) and log.runs == 2
+    assert parse_log_bytes(joined.replace("\n", "\r\n").encode(), all_steps=False).restarts == (at,)
+    body = "\n".join(step_lines(20, 3.28, 1000)) + "\n"  # a stdout capture appended to, three times
+    thrice = parse_log_text(body * 3, all_steps=False)
+    assert thrice.restarts == (22, 43) and thrice.runs == 3
+    tee = "".join(f"[default0]:{x}\n" for x in (body * 2).splitlines())
+    assert parse_log_text(tee).restarts == (22,)
+
+
+def test_a_repeated_step_0_line_is_no_restart():
+    lines = step_lines(20, 3.28, 1000)
+    assert parse_log_text("\n".join([lines[0], *lines])).restarts == ()  # step 0 printed twice
+    cut = "\n".join(lines[:1] + ["Traceback ...", "step:0/25 val_loss:10.8 train_time:0ms step_avg:0.02ms"])
+    assert parse_log_text(cut).restarts == ()  # a start again after a crash at step 0: no step lost
+
+
+def test_run_identity_is_the_step_lines_read():
+    text = upstream_log(20, 3.2806, 163078, val_every=5)
+    ident = run_identity(parse_log_text(text, all_steps=False))
+    assert ident is not None and len(ident) == 16
+    body = text[text.index("step:0/") :]
+    copies = [
+        text.replace("\n", "\r\n"),  # saved on Windows
+        "W0905 torchrun\n" + "".join(f"[default0]:{x}\n" for x in body.splitlines()),  # a tee capture
+        text + "# rerun of seed 3, kept for reference\n",  # a note added
+        body,  # the stdout of the run without the file's header
+    ]
+    assert {run_identity(parse_log_text(c, all_steps=False)) for c in copies} == {ident}
+    other = upstream_log(20, 3.2806, 163079, val_every=5)  # one ms apart: another run
+    assert run_identity(parse_log_text(other, all_steps=False)) != ident
+    crash = parse_log_text("\n".join(step_lines(20, 3.28, 1000)[:1]), all_steps=False)
+    assert crash.status == "truncated" and run_identity(crash) is None  # step 0 alone names no run
