@@ -29,9 +29,11 @@ Three ways to name the logs:
       one set of runs (a folder read with its subfolders): the record rule and train times only.
 Logs are *.txt, *.log and *.out files, also gzip-compressed (*.txt.gz), with upstream's code header, our
 trainer's, or none (a stdout capture; `torchrun --tee` prefixes such as [default0]: are dropped). One run
-counts once: an exact copy within an arm is counted once with a warning; the same log in both arms is an
-error. Only logs that reached their last step with a final val line (status ok) are used; the others are
-counted per arm with their reasons, and listed when few (all with --verbose). An arm that pools runs of
+counts once: a copy within an arm (the same bytes, or the same step lines: CRLF ends, a tee capture, a
+note added) is counted once with a warning; the same run in both arms is an error. A file holding several
+runs (step 0 again after a later step) is not counted, with a warning: split it. Only logs that reached
+their last step with a final val line (status ok) are used; the others are counted per arm with their
+reasons, and listed when few (all with --verbose); a diverged run also warns. An arm that pools runs of
 different step counts or different training code (by the log header) gets a warning; --strict makes
 every warning an error (exit 2).
 """
