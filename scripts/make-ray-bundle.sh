@@ -3,7 +3,8 @@
 # machines: docs/gpu.md). Built here: Ray's wheel, the requirements of Ray the GPU image lacks, and any
 # PACKAGE named, all for the target's Python, unpacked, trimmed of the Ray libraries ablate never
 # loads, and packed into DEST/site.tar.xz (the tree that travels to the GPU machine has a size limit),
-# with DEST/activate.sh beside it.
+# with DEST/activate.sh beside it. It names what Ray and each PACKAGE require that the bundle lacks
+# (their extras left out): that must be on the target already.
 #
 #   bash scripts/make-ray-bundle.sh DEST [PACKAGE ...]   e.g. .devcarry (git-ignored), or .devcarry pydantic
 #   source DEST/activate.sh                              on the target: unpacks once, puts it on PYTHONPATH
@@ -58,8 +59,9 @@ printf '#!/usr/bin/env python3\nimport sys\n\nfrom ray.scripts.scripts import ma
     > "$site/bin/ray"
 chmod +x "$site/bin/ray"
 
-# What Ray requires that is not in the bundle must be on the target already: say which, to check there
-python3 - "$site" <<'PY'
+# What Ray and each PACKAGE named require that is not in the bundle must be on the target already:
+# say which, to check there
+python3 - "$site" ray "$@" <<'PY'
 import re
 import sys
 from email.parser import Parser
@@ -68,13 +70,20 @@ from pathlib import Path
 site = Path(sys.argv[1])
 def norm(name):
     return re.sub(r"[-_.]+", "-", name).lower()
-bundled = {norm(p.name.removesuffix(".dist-info").rsplit("-", 1)[0]) for p in site.glob("*.dist-info")}
-meta = Parser().parsestr(next(site.glob("ray-*.dist-info")).joinpath("METADATA").read_text())
-needs = sorted({norm(re.split(r"[\s;<>=!~\[(]", r, maxsplit=1)[0])
-                for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r})
-print(f"ray {meta['Version']} requires: {', '.join(needs) or 'nothing'}")
-print(f"in the bundle: {', '.join(sorted(bundled))}")
-print(f"expected on the target: {', '.join(n for n in needs if n not in bundled) or 'nothing'}")
+def name_of(spec):  # a requirement's project name: "pydantic>=2; python_version > '3'" -> pydantic
+    return norm(re.split(r"[\s;<>=!~\[(@]", spec.strip(), maxsplit=1)[0])
+infos = {norm(p.name.removesuffix(".dist-info").rsplit("-", 1)[0]): p for p in site.glob("*.dist-info")}
+expected = set()
+for name in dict.fromkeys(name_of(spec) for spec in sys.argv[2:]):
+    if name not in infos:  # named by a path or URL that pip resolved to another project name
+        print(f"{name}: no {name}-*.dist-info in the bundle; its requirements are not checked")
+        continue
+    meta = Parser().parsestr(infos[name].joinpath("METADATA").read_text())
+    needs = sorted({name_of(r) for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r})
+    print(f"{meta['Name']} {meta['Version']} requires: {', '.join(needs) or 'nothing'}")
+    expected.update(n for n in needs if n not in infos)
+print(f"in the bundle: {', '.join(sorted(infos))}")
+print(f"expected on the target: {', '.join(sorted(expected)) or 'nothing'}")
 PY
 
 mkdir -p "$dest"

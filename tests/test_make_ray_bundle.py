@@ -1,6 +1,7 @@
 """scripts/make-ray-bundle.sh, offline: stand-in wheels in a local folder (WHEELS=DIR) become one
 packed bundle whose activate.sh puts it first on the path, trimmed of the Ray libraries ablate never
-loads, with Ray's servers still executable and what Ray needs beyond the bundle named."""
+loads, with Ray's servers still executable and what Ray and the packages named need beyond the bundle
+named."""
 
 from __future__ import annotations
 
@@ -49,7 +50,17 @@ def _stand_ins(folder: Path) -> None:
     _wheel(folder, "ray", "2.60.0", ray_files, requires, executable={server})
     for name in ("jsonschema", "jsonschema-specifications", "referencing", "rpds-py", "pydantic"):
         module = name.replace("-", "_")
-        _wheel(folder, name, "1.0", {f"{module}/__init__.py": f"NAME = {name!r}\n"})
+        requires = PYDANTIC_REQUIRES if name == "pydantic" else ()
+        _wheel(folder, name, "1.0", {f"{module}/__init__.py": f"NAME = {name!r}\n"}, requires)
+
+
+# a PACKAGE named: what it requires beyond the bundle is named too (its extras' requirements are not)
+PYDANTIC_REQUIRES = (
+    "pydantic_core==2.0",
+    "Typing.Extensions>=4.6",
+    "jsonschema",
+    'email-validator; extra == "email"',
+)
 
 
 def test_the_bundle_is_trimmed_packed_and_first_on_the_path(tmp_path):
@@ -61,7 +72,8 @@ def test_the_bundle_is_trimmed_packed_and_first_on_the_path(tmp_path):
     assert built.returncode == 0, built.stderr
     lines = built.stdout.splitlines()
     assert "ray 2.60.0 requires: click, jsonschema, msgpack" in lines  # not the 'default' extra's aiohttp
-    assert "expected on the target: click, msgpack" in lines
+    assert "pydantic 1.0 requires: jsonschema, pydantic-core, typing-extensions" in lines
+    assert "expected on the target: click, msgpack, pydantic-core, typing-extensions" in lines
     assert lines[-1].startswith(f"{dest}: ") and "(ray 2.60.0 for Python 3.12, 6 wheels)" in lines[-1]
     assert sorted(p.name for p in dest.iterdir()) == ["activate.sh", "site.tar.xz"]
     probe = (
