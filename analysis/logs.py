@@ -140,14 +140,14 @@ def parse_log_text(text: str, *, all_steps: bool = True) -> ParsedLog:
     """Parse a whole log (file contents or a stdout capture); never raises on bad content."""
     text = _normalise(text)
     code, body = split_header(text)
-    return _parse_body(_strip_tee(body), code is not None, all_steps, _body_line(text, body))
+    return _parse_body(_strip_tee(body), code is not None, all_steps, lambda: _body_line(text, body))
 
 
 def parse_log_bytes(data: bytes, *, all_steps: bool = True) -> ParsedLog:
     """`parse_log_text(data.decode("utf-8", errors="replace"))`, decoding only what follows the header."""
     data = _normalise(data)
     code, body = split_header(data)
-    return _parse_decoded(body, code is not None, all_steps, _body_line(data, body))
+    return _parse_decoded(body, code is not None, all_steps, lambda: _body_line(data, body))
 
 
 def _body_line(text, body) -> int:
@@ -155,19 +155,23 @@ def _body_line(text, body) -> int:
     return text.count("\n" if isinstance(text, str) else b"\n", 0, len(text) - len(body)) + 1
 
 
-def _parse_decoded(body: bytes, has_header: bool, all_steps: bool, first_line: int) -> ParsedLog:
+def _parse_decoded(body: bytes, has_header: bool, all_steps: bool, first_line) -> ParsedLog:
     text = _strip_tee(body.decode("utf-8", errors="replace"))
     return _parse_body(text, has_header, all_steps, first_line)
 
 
-def _parse_body(body: str, has_header: bool, all_steps: bool, first_line: int) -> ParsedLog:
+def _parse_body(body: str, has_header: bool, all_steps: bool, first_line) -> ParsedLog:
+    """The parse of a log's body; `first_line()` gives the file's line number of the body's first line
+    (counted only for a file of several runs: a header's lines are many)."""
     steps = tuple(_record(m) for m in _STEP_RE.finditer(body)) if all_steps else _final_steps(body)
     at = _last_line_at(body, _MEM, _MEM_RE)  # the last memory line wins (a restarted run prints more)
     mem = _MEM_RE.fullmatch(_line_at(body, at)) if at != -1 else None
     peak, reserved = (float(mem.group(1)), float(mem.group(2))) if mem else (None, None)
     log = _classify(steps, has_header, body, peak, reserved, _first_line_with(body, _DIVERGED))
-    restarts = tuple(first_line + body.count("\n", 0, i) for i in _restart_offsets(body))
-    return replace(log, restarts=restarts) if restarts else log
+    offsets = _restart_offsets(body)
+    if not offsets:
+        return log
+    return replace(log, restarts=tuple(first_line() + body.count("\n", 0, i) for i in offsets))
 
 
 def _restart_offsets(body: str) -> list[int]:
@@ -357,7 +361,7 @@ def read_log(path: Path, problem: str | None = None) -> LogFile:
     digest = hashlib.sha256(data).hexdigest()[:16]
     data = _normalise(data)
     code, body = split_header(data)  # once, for both the fingerprint and the parse
-    log = _parse_decoded(body, code is not None, False, _body_line(data, body))
+    log = _parse_decoded(body, code is not None, False, lambda: _body_line(data, body))
     return LogFile(path, digest, _code_digest(code), log, None, run_identity(log))
 
 
