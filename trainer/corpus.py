@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.cliargs import positive_int, writable_folder
 from trainer.shards import (
     DataError,
     default_data_root,
@@ -430,32 +431,6 @@ def cmd_inspect(args: argparse.Namespace) -> dict:
         p for pattern in args.files for p in (match_shards(pattern) if glob.has_magic(pattern) else [pattern])
     ]
     return inspect_shards(files, args.bos_id)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1 (the corpus verbs' counts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give one of at least 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def writable_folder(path: Path, flag: str) -> Path:
-    """``path`` as a folder this process can make or write into, checked before any work: a file
-    there, or under a file, or a folder without write permission is a DataError naming ``flag``."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise DataError(f"{flag} {path}: is a file, not a folder; give a folder (it is made if missing)")
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise DataError(f"{flag} {path}: cannot be made, {existing} is a file; give a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = "is not writable" if existing == path else f"cannot be made: {existing} is not writable"
-        raise DataError(f"{flag} {path}: {what}; give a folder you can write to")
-    return path
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,7 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from trainer.corpus import positive_int, writable_folder
+from trainer.cliargs import positive_int, writable_folder
 from trainer.english import bpe, build
 from trainer.english.sources import SOURCES, by_name
 from trainer.shards import default_data_root
