@@ -23,6 +23,12 @@ def log_run_id(path: Path, data: bytes) -> str:
 
 
 def log_row(sweep: str, arm: str, run_id: str, path: Path, parsed: ParsedLog, order: int) -> dict:
+    """The run row of one log. A file of several runs (step 0 again after a later step) is a failed row
+    whose error says where to split it: its numbers would be one run's, its steps another's."""
+    error = None if parsed.status == "ok" else f"log {parsed.status}: {parsed.message}"
+    if parsed.runs > 1:
+        at = ", ".join(str(n) for n in parsed.restarts)
+        error = f"log holds {parsed.runs} runs (step 0 again at line {at}); split it into one file per run"
     return {
         "sweep": sweep,
         "run_id": run_id,
@@ -30,13 +36,13 @@ def log_row(sweep: str, arm: str, run_id: str, path: Path, parsed: ParsedLog, or
         "params": json.dumps({"log": path.name}),
         "order_index": order,
         "attempt": 0,
-        "status": _STATUS.get(parsed.status, "failed"),
+        "status": "failed" if parsed.runs > 1 else _STATUS.get(parsed.status, "failed"),
         "final_val_loss": parsed.final_val_loss,
         "train_time_ms": parsed.train_time_ms,
         "step_avg_ms": parsed.step_avg_ms,
         "steps": parsed.last_step,
         "peak_mem_mib": parsed.peak_mem_mib,
-        "error": None if parsed.status == "ok" else f"log {parsed.status}: {parsed.message}",
+        "error": error,
     }
 
 

@@ -30,3 +30,22 @@ def test_ingest_seed_folder_then_report(tmp_path):
         ingest_logs(
             tmp_path / "res", {"baseline": arms["baseline"][:1], "candidate": []}, name="x", target=None
         )
+
+
+def test_a_log_of_two_runs_is_a_failed_run_saying_where_to_split_it(tmp_path):
+    first, second = upstream_log(20, 3.30, 1000), upstream_log(20, 3.27, 990)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "two.txt").write_text(first + second)  # a log appended to
+    (tmp_path / "logs" / "one.txt").write_text(second)
+    arms = {"only": sorted((tmp_path / "logs").glob("*.txt"))}
+    assert ingest_logs(tmp_path / "res", arms, name="x", target=None) == 2
+    runs = store.read_runs(tmp_path / "res").set_index("params")
+    row = runs.loc['{"log": "two.txt"}']
+    line = first.count("\n") + second.split("\n").index(
+        next(x for x in second.split("\n") if x.startswith("step:0/"))
+    )
+    assert row["status"] == "failed"
+    assert (
+        row["error"] == f"log holds 2 runs (step 0 again at line {line + 1}); split it into one file per run"
+    )
+    assert runs.loc['{"log": "one.txt"}', "status"] == "ok"
