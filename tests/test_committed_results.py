@@ -229,3 +229,22 @@ def test_h200_text_side_by_side_holds_the_readmes_figures():
     assert f"{ours:.2f} vs {up:.2f} ms a step ({ratio}), val loss {losses}" in readme
     assert f"{ours:.2f} ms a step ours, {up:.2f} ms upstream's ({ratio}); val loss" in gpu
     assert f"{summary['ours_val_loss']:.4f} ours, {summary['upstream_val_loss']:.4f} upstream's" in gpu
+
+
+def test_readme_cpu_timings_are_the_committed_measurement():
+    """The README's quiet-machine CPU timings are benchmarks/readme_timings.py's committed output."""
+    t = json.loads((ROOT / "benchmarks" / "results" / "readme_timings-2026-12-01.json").read_text())
+    assert all(t[k]["exit"] == 0 for k in ("demo", "trainer", "drop_one_mlp", "record_ab"))
+
+    def said(seconds: float) -> str:
+        m, s = divmod(round(seconds), 60)
+        return f"{m} min {s:02d} s" if m else f"{s} s"
+
+    row = next(
+        line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| demo sweep")
+    )
+    assert f"At {t['demo']['load'].split(' (')[0]} ({t['date']}" in row
+    assert f"demo {said(t['demo']['wall_s'])} ({t['demo']['step_ms']:.0f} ms a step)" in row
+    assert f"`drop_one_mlp --profile cpu` {said(t['drop_one_mlp']['wall_s'])}" in row
+    assert f"`record_ab --profile cpu` {said(t['record_ab']['wall_s'])}" in row
+    assert f"{t['record_ab']['step_ms']:.1f} ms a step)" in row
