@@ -363,8 +363,8 @@ def _build(ctx: _Ctx, d: dict) -> Spec:
     if not isinstance(description, str):
         raise ctx.fail("description", f"expected text, got {_describe(description)}")
     preset, trainer_set, data_dir = _trainer_section(ctx, d.get("trainer"))
+    resources = _resources(ctx, d.get("resources"), kind)  # in the order a spec is written: before arms
     arms = _arms(ctx, d.get("arms"), _Over(ctx, "trainer.set", preset, trainer_set))
-    resources = _resources(ctx, d.get("resources"), kind)
     layout = _layout(ctx, d, kind, arms)
     baseline = _baseline(ctx, d.get("baseline"), arms)
     _check_knobs(ctx, preset, trainer_set, arms)

@@ -232,6 +232,10 @@ CASES = {
         "name: t\nresources: {gpus: 8}\n" + ARMS,
         "resources.gpus: unknown key; allowed: gpus_per_run, cpus_per_run, exclusive_node, compile_cache_dir",
     ),
+    "resources_before_an_arms_unknown_knob": (  # as a spec is written: resources, then arms
+        "name: t\nresources: {gpus: 8}\narms: {baseline: {}, x: {set: {mlp_of: [0]}}}\n",
+        "resources.gpus: unknown key; allowed: gpus_per_run, cpus_per_run, exclusive_node, compile_cache_dir",
+    ),
     "exclusive_not_bool": (
         "name: t\nresources: {exclusive_node: yes please}\n" + ARMS,
         "resources.exclusive_node: expected true or false, got yes please",
