@@ -10,8 +10,10 @@ in one run and interleaved (so the machine's noise falls on both alike):
   1.5x; upstream's script is timed on them too, and ablate's time over each other command's printed.
 
 The logs are copies of the seed's record logs (upstream's `2025-09-05_SkipMLPBlocks`: 10 candidate
-logs of 1,705 steps and 10 `comparison_*` logs of 1,670 steps, ~139 KB each), each copy made unique by
-a comment line at the top of its code header, so that deduplication does not shrink the work.
+logs of 1,705 steps and 10 `comparison_*` logs of 1,670 steps, ~139 KB each), each copy made another run
+for `ablate compare`'s deduplication (which knows a run by its validation and last step lines, so a
+comment line alone would be the same run): copy k adds k ms to the train time of the first validation
+after step 0 (step 125), which neither tool's statistics read, so the work is not shrunk.
 Upstream's files are read from where you fetched them (a git-ignored folder); nothing is downloaded.
 
     python3 benchmarks/compare_speed.py --upstream .upstream/modded-nanogpt-records/records/\
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -49,9 +52,17 @@ def copy_logs(record: Path, out: Path, copies: int) -> int:
         arm = "master" if log.name.startswith("comparison_") else "pr"
         for k in range(copies):
             note = f"# copy {k} of {log.name}, made by benchmarks/compare_speed.py\n".encode()
-            (out / arm / f"{log.stem}-{k:03d}.txt").write_bytes(note + data)
+            (out / arm / f"{log.stem}-{k:03d}.txt").write_bytes(note + _another_run(data, k))
             n += 1
     return n
+
+
+_FIRST_VAL = re.compile(rb"^(step:[1-9]\d*/\d+ val_loss:\S+ train_time:)(\d+)ms", re.M)
+
+
+def _another_run(data: bytes, k: int) -> bytes:
+    """The log with k ms added to the first validation after step 0's train time (not the last line)."""
+    return _FIRST_VAL.sub(lambda m: m.group(1) + str(int(m.group(2)) + k).encode() + b"ms", data, count=1)
 
 
 def ablate_command() -> list[str]:
