@@ -61,8 +61,15 @@ _FIRST_VAL = re.compile(rb"^(step:[1-9]\d*/\d+ val_loss:\S+ train_time:)(\d+)ms"
 
 
 def _another_run(data: bytes, k: int) -> bytes:
-    """The log with k ms added to the first validation after step 0's train time (not the last line)."""
-    return _FIRST_VAL.sub(lambda m: m.group(1) + str(int(m.group(2)) + k).encode() + b"ms", data, count=1)
+    """The log with k ms added to the first validation after step 0's train time (not the last line),
+    in the log's body: its code header may hold such a line too (an example in a comment)."""
+    from analysis.logs import split_header
+
+    _, body = split_header(data)
+    head = data[: len(data) - len(body)]
+    return head + _FIRST_VAL.sub(
+        lambda m: m.group(1) + str(int(m.group(2)) + k).encode() + b"ms", body, count=1
+    )
 
 
 def ablate_command() -> list[str]:
