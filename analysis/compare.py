@@ -191,7 +191,7 @@ def _why_not_used(arm: Arm, f: LogFile, seen: dict[str, LogFile]) -> tuple[str |
     if f.run is not None:
         seen["r" + f.run] = f
     if f.log.runs > 1:
-        return MULTI_RUN, f"holds {f.log.runs} runs ({_restarts(f)}); split it into one file per run"
+        return MULTI_RUN, f"holds {f.log.runs} runs ({f.log.restarts_text}); split it into one file per run"
     if f.log.status != "ok":
         return f.log.status, f"{f.log.status} ({f.log.message})"
     return None, ""
@@ -211,12 +211,6 @@ def _duplicate_warnings(arm: Arm) -> list[str]:
     return [f"{arm.who}: {counted(len(dups), 'duplicate log')} counted once: {listed}{more}"]
 
 
-def _restarts(f: LogFile) -> str:
-    """`step 0 again at line 5351`: where a file's later runs start."""
-    lines = ", ".join(map(str, f.log.restarts))
-    return f"step 0 again at line{'s' if len(f.log.restarts) > 1 else ''} {lines}"
-
-
 def _skip_warnings(arm: Arm) -> list[str]:
     """Skips a reviewer must see: files of several runs (none of them counted), and diverged runs (a
     result of the arm's code, unlike a truncated or broken file, which stays a skip note)."""
@@ -224,7 +218,7 @@ def _skip_warnings(arm: Arm) -> list[str]:
     multi = [f for f, kind, _ in arm.skipped if kind == MULTI_RUN]
     if multi:
         each = "it" if len(multi) == 1 else "each"
-        listed = _listed(arm, multi, lambda f: f"{f.log.runs} runs, {_restarts(f)}")
+        listed = _listed(arm, multi, lambda f: f"{f.log.runs} runs, {f.log.restarts_text}")
         out.append(
             f"{arm.who}: {counted(len(multi), 'log')} not counted, holding several runs: {listed}; "
             f"split {each} into one file per run"

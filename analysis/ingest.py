@@ -27,8 +27,7 @@ def log_row(sweep: str, arm: str, run_id: str, path: Path, parsed: ParsedLog, or
     whose error says where to split it: its numbers would be one run's, its steps another's."""
     error = None if parsed.status == "ok" else f"log {parsed.status}: {parsed.message}"
     if parsed.runs > 1:
-        at = ", ".join(str(n) for n in parsed.restarts)
-        error = f"log holds {parsed.runs} runs (step 0 again at line {at}); split it into one file per run"
+        error = f"log holds {parsed.runs} runs ({parsed.restarts_text}); split it into one file per run"
     return {
         "sweep": sweep,
         "run_id": run_id,

@@ -84,6 +84,12 @@ class ParsedLog:
         """How many runs the file holds (1 + its restarts)."""
         return 1 + len(self.restarts)
 
+    @property
+    def restarts_text(self) -> str:
+        """`step 0 again at line 5351`: where the file's later runs start (for a file of several runs)."""
+        lines = ", ".join(map(str, self.restarts))
+        return f"step 0 again at line{'s' if len(self.restarts) > 1 else ''} {lines}"
+
 
 def _record(m: re.Match) -> StepRecord:
     val = m.group(3)
@@ -122,9 +128,9 @@ def _normalise(text):
 
 
 def split_header(text):
-    """(code, body) of a log's text or bytes, line endings normalised (`_normalise`): code is what precedes
-    the first line of 100 `=` (None without one: no header), body what follows the second (or the only
-    one)."""
+    """(code, body) of a log's text or bytes whose line endings are already normalised (`_normalise`):
+    code is what precedes the first line of 100 `=` (None without one: no header), body what follows the
+    second (or the only one)."""
     seps = _separator_lines(text)
     if not seps:
         return None, text
