@@ -83,6 +83,12 @@ def read_shard(path: str | Path) -> np.ndarray:
     return np.memmap(path, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(n,))
 
 
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a whole file, hex (a shard's checksum in a corpus manifest and a run's row)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def shard_identity(files: Sequence[str | Path]) -> str:
     """A short stable id of a set of shards: names, sizes and a hash of each header + first MiB."""
     h = hashlib.sha256()

@@ -8,7 +8,6 @@ before it starts and validation pauses it (with a device synchronize on each sid
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import os
 import platform
@@ -30,6 +29,7 @@ from trainer.logfmt import RunLog, diverged_line, memory_line, step_line, val_li
 from trainer.model import build_model
 from trainer.optim import DistAdam, Muon
 from trainer.schedule import grad_accum_for, window_sizes, window_tokens_at
+from trainer.shards import file_sha256
 
 EXIT_OK = 0
 EXIT_DIVERGED = 3
@@ -164,14 +164,6 @@ def check_vocab(cfg: TrainConfig, files: list[Path]) -> None:
             f"{cfg.vocab_size}; set --set vocab_size={top + 1} or more and --set bos_id=<their BOS> (GPT-2 "
             f"shards: vocab_size=50257 bos_id=50256), or make shards with --vocab-size {cfg.vocab_size}"
         )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def version_lines(env: DistEnv) -> list[str]:
@@ -458,7 +450,7 @@ def _setup(cfg: TrainConfig, opts: RunOptions, env: DistEnv) -> Run:
         data={
             "train": [f.name for f in train_files],
             "val": [f.name for f in val_files],
-            "sha256_first_train": _sha256(train_files[0]),
+            "sha256_first_train": file_sha256(train_files[0]),
         },
     )
     return Run(

@@ -26,7 +26,7 @@ import numpy as np
 from trainer.english import bpe
 from trainer.english.fetch import archive_version, ensure_archives
 from trainer.english.sources import Source, by_name
-from trainer.shards import DataError, default_data_root, read_header, write_shard
+from trainer.shards import DataError, default_data_root, file_sha256, read_header, write_shard
 
 TRAIN_GOAL = 33_554_432  # 2**25: upstream's record script reads 31.5 M tokens in 80 steps (it never cycles)
 # 8 x 262,144 + 2: upstream's record script reads validation in windows of grad_accum (8 on one GPU) x
@@ -162,11 +162,6 @@ def split(docs: list[Document], kinds: dict[str, str], options: Options) -> tupl
     return [train[i] for i in rng.permutation(len(train))], [val[i] for i in rng.permutation(len(val))]
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _stream(docs: list[Document]) -> np.ndarray:
     return np.concatenate([d.tokens for d in docs]) if docs else np.zeros(0, dtype=np.uint16)
 
@@ -222,7 +217,7 @@ def _write(tmp: Path, prefix: str, train, val, shard_tokens: int) -> list[dict]:
     files = _write_stream(tmp, f"{prefix}_val", _stream(val), shard_tokens)
     files += _write_stream(tmp, f"{prefix}_train", _stream(train), shard_tokens)
     return [
-        {"file": f.name, "tokens": read_header(f), "bytes": f.stat().st_size, "sha256": _sha256(f)}
+        {"file": f.name, "tokens": read_header(f), "bytes": f.stat().st_size, "sha256": file_sha256(f)}
         for f in files
     ]
 
