@@ -3,12 +3,32 @@
 # the summary JSON, the chain's logs, the runs' own output on the node, and the results folders.
 #   bash benchmarks/h200_collect.sh /tmp/chain            # what the chain has so far
 #   bash benchmarks/h200_collect.sh /tmp/chain --cache    # also the node's compile cache, for the next
-#       session to start seeded instead of cold (~30 s instead of ~7.5 min at h200-mini): xz-packed as
-#       compile-cache.tar.xz.part00, part01 (15 MiB each, at most two: $OUT takes 16 MiB a file); on
-#       this machine `cat compile-cache.tar.xz.part* > data/h200-compile-cache.tar.xz` (docs/gpu.md)
+#       session to start seeded instead of cold (64 s instead of ~8 min at h200-mini): xz -9 packed as
+#       compile-cache.tar.xz.part00, part01, ... (15 MiB each: $OUT takes 8 files of 16 MiB, 64 MiB in
+#       all, and the parts get what the other files leave); on this machine
+#       `cat compile-cache.tar.xz.part* > data/h200-compile-cache.tar.xz` (docs/gpu.md)
+#   bash benchmarks/h200_collect.sh /tmp/chain --wait 520 [--cache]   # first wait until the chain has
+#       ended (its log's `done` line) or 520 s have passed, whichever comes first: the last call of a
+#       session ends as soon as the chain does
 set -u
 W=${1:-/tmp/chain}
 OUT=${OUT:?set OUT}
+shift
+wait_s=0
+cache=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --cache) cache=1 ;;
+        --wait) wait_s=${2:?--wait needs seconds}; shift ;;
+        *) echo "h200_collect.sh: unknown argument $1 (use --cache, --wait SECONDS)" >&2; exit 2 ;;
+    esac
+    shift
+done
+start=$SECONDS
+until grep -q '\] done$' "$W"/../chain.log 2>/dev/null || [ $((SECONDS - start)) -ge "$wait_s" ]; do
+    sleep 5
+done
+[ "$wait_s" -gt 0 ] && echo "waited $((SECONDS - start)) s for the chain"
 tail -n 8 "$W"/../chain.log 2>/dev/null
 tail -n 4 "$W"/speed.log "$W"/textspeed.log "$W"/textseeds.log "$W"/h200_*.log 2>/dev/null
 cp "$W/h200.json" "$W/compile_gap.json" "$W/h200_text.json" "$W/h200_text_seeds.json" "$OUT/" 2>/dev/null
@@ -18,18 +38,27 @@ tar czf "$OUT/logs.tgz" -C "$W" --exclude='cache-*' --exclude='*.bin' --exclude=
     --exclude=upstream_train_gpt.py . 2>/dev/null
 [ -d ~/.cache/ablate/runs ] && tar czf "$OUT/node-runs.tgz" -C ~/.cache/ablate runs
 [ -d "$W/results" ] && tar czf "$OUT/results.tgz" -C "$W" results
-if [ "${2:-}" = --cache ]; then
+if [ "$cache" = 1 ]; then
     # the node's cache (orchestrator/nodecache.py: <root>/<node>/{inductor,triton}), in the layout of the
     # shared folder's ablate-compile-cache.tar, so that unpacked there it seeds the next machine
     node=$(ls -d ~/.cache/ablate/compile/*/ 2>/dev/null | head -n 1)
     if [ -n "$node" ] && [ -d "$node/inductor" ]; then
-        tar cf - -C "$node" inductor triton 2>/dev/null | xz -T0 -4 > /tmp/compile-cache.tar.xz
+        # xz -9's 64 MiB window spans many configs' near-identical kernels: 0.61x of -4's size on
+        # 2026-12-01's cache (256 MB: 12.7 MB against 20.7 MB)
+        tar cf - -C "$node" inductor triton 2>/dev/null | xz -T0 -9 > /tmp/compile-cache.tar.xz
         size=$(stat -c %s /tmp/compile-cache.tar.xz)
-        if [ "$size" -le $((30 * 1024 * 1024)) ]; then
+        part=$((15 * 1024 * 1024))
+        used=$(find "$OUT" -maxdepth 1 -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+        files=$(find "$OUT" -maxdepth 1 -type f | wc -l)
+        room=$((64 * 1024 * 1024 - used - 1024 * 1024))     # a MiB spare
+        slots=$((8 - files))
+        parts=$(((size + part - 1) / part))
+        if [ "$size" -le "$room" ] && [ "$parts" -le "$slots" ]; then
             split -b 15M -d /tmp/compile-cache.tar.xz "$OUT/compile-cache.tar.xz.part"
-            echo "compile cache of $node: $(du -sh "$node" | cut -f1) packed to $size bytes"
+            echo "compile cache of $node: $(du -sh "$node" | cut -f1) packed to $size bytes in $parts part(s)"
         else
-            echo "compile cache of $node packs to $size bytes, over the 30 MiB two parts hold: not copied"
+            echo "compile cache of $node packs to $size bytes ($parts part(s) of 15 MiB): \$OUT has room" \
+                "for $((room > 0 ? room : 0)) bytes in $slots file(s) beside the rest; not copied"
         fi
     else
         echo "no node compile cache under ~/.cache/ablate/compile"

@@ -5,19 +5,30 @@
 # seeds its first run from ($SHARED, default /tmp/ablate-shared-cache).
 #   bash benchmarks/h200_text_prepare.sh [SHARDS.tar.xz [CACHE.tar.xz]]
 #   (defaults data/english.tar.xz and data/h200-compile-cache.tar.xz; a missing cache is only said)
+# Each does what was carried: when the two do not fit one call's 64 MiB, carry the cache in one call and
+# the shards in the next, running this in both (the machine keeps /tmp while it is held); without the
+# shards it checks the corpus an earlier call unpacked into $TEXT, and there being none is the error.
 set -eu
 TEXT=${TEXT:-/tmp/text}
 SHARED=${SHARED:-/tmp/ablate-shared-cache}
 shards=${1:-data/english.tar.xz}
 cache=${2:-data/h200-compile-cache.tar.xz}
-[ -f "$shards" ] || { echo "no $shards: build it on the CPU machine and carry it (docs/gpu.md)"; exit 1; }
-tmp=$(mktemp -d)
-tar xJf "$shards" -C "$tmp"
-[ -f "$tmp/english/manifest.json" ] || { echo "$shards: no english/manifest.json inside (not an ablate data english build)"; exit 1; }
-mkdir -p "$TEXT"
-mv "$tmp"/english/* "$TEXT"/
-rm -rf "$tmp"
-python3 - "$TEXT" <<'PY'
+if [ -f "$shards" ]; then
+    tmp=$(mktemp -d)
+    tar xJf "$shards" -C "$tmp"
+    [ -f "$tmp/english/manifest.json" ] || { echo "$shards: no english/manifest.json inside (not an ablate data english build)"; exit 1; }
+    mkdir -p "$TEXT"
+    mv "$tmp"/english/* "$TEXT"/
+    rm -rf "$tmp"
+elif [ -f "$TEXT/manifest.json" ]; then
+    echo "no $shards carried: checking the corpus an earlier call unpacked into $TEXT"
+elif [ -f "$cache" ]; then
+    echo "no $shards carried and no corpus in $TEXT yet: carry the shards in the next call and run this again"
+else
+    echo "no $shards, no $cache and no corpus in $TEXT: build the shards on the CPU machine and carry them (docs/gpu.md)"
+    exit 1
+fi
+[ -f "$TEXT/manifest.json" ] && python3 - "$TEXT" <<'PY'
 import hashlib, json, sys
 from pathlib import Path
 text = Path(sys.argv[1])

@@ -60,3 +60,59 @@ def test_without_cache_flag_or_cache_nothing_of_it_is_copied(tmp_path):
     assert "no node compile cache under ~/.cache/ablate/compile" in said and not list(
         out.glob("compile-cache*")
     )
+
+
+def _node_cache(tmp_path: Path, nbytes: int) -> None:
+    node = tmp_path / "home" / ".cache" / "ablate" / "compile" / "vm"
+    (node / "inductor").mkdir(parents=True)
+    (node / "triton").mkdir(parents=True)
+    (node / "triton" / "k.cubin").write_bytes(os.urandom(nbytes))  # random: xz cannot shrink it
+
+
+def test_the_cache_takes_several_parts_when_out_has_room_for_them(tmp_path):
+    _node_cache(tmp_path, 16 << 20)  # two parts of 15 MiB
+    (tmp_path / "chain").mkdir()
+    out, said = _collect(tmp_path, "--cache")
+    parts = sorted(p.name for p in out.glob("compile-cache.tar.xz.part*"))
+    assert parts == ["compile-cache.tar.xz.part00", "compile-cache.tar.xz.part01"], said
+    assert "in 2 part(s)" in said
+
+
+def test_a_cache_out_has_no_room_for_is_said_and_not_copied(tmp_path):
+    """$OUT brings back 8 files: with 7 there already, a cache of two parts stays on the node."""
+    _node_cache(tmp_path, 16 << 20)
+    chain = tmp_path / "chain"
+    chain.mkdir()
+    for name in ("h200.json", "compile_gap.json", "h200_text.json", "h200_text_seeds.json"):
+        (chain / name).write_text("{}")
+    (chain / "results").mkdir()
+    (tmp_path / "chain.log").write_text("[chain 13:45:33] done\n")
+    out, said = _collect(tmp_path, "--cache")
+    assert not list(out.glob("compile-cache*"))
+    assert "(2 part(s) of 15 MiB)" in said and "in 1 file(s) beside the rest; not copied" in said
+
+
+def test_wait_ends_when_the_chain_says_done_or_at_its_limit(tmp_path):
+    import time
+
+    (tmp_path / "chain").mkdir()
+    (tmp_path / "chain.log").write_text("[chain 13:21:35] ablate run drop_one_mlp\n")
+    began = time.monotonic()
+    _, said = _collect(tmp_path, "--wait", "6")
+    assert time.monotonic() - began >= 5 and "waited" in said  # not done: waited to the limit
+    (tmp_path / "chain.log").write_text("[chain 13:45:33] ablate run exit 3\n[chain 13:45:33] done\n")
+    for f in (tmp_path / "out").iterdir():
+        f.unlink()
+    (tmp_path / "out").rmdir()
+    began = time.monotonic()
+    _, said = _collect(tmp_path, "--wait", "300")
+    assert time.monotonic() - began < 60 and "waited 0 s" in said
+
+
+def test_an_unknown_argument_is_one_line(tmp_path):
+    (tmp_path / "out").mkdir()
+    env = {**os.environ, "HOME": str(tmp_path), "OUT": str(tmp_path / "out")}
+    done = subprocess.run(
+        ["bash", str(SCRIPT), str(tmp_path), "--cahce"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "--cahce" in done.stderr

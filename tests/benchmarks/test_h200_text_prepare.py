@@ -54,5 +54,26 @@ def test_a_corrupt_shard_stops_it_and_a_missing_cache_is_said(tmp_path):
     ok.mkdir()
     done = _run(ok, str(_corpus(ok)), str(ok / "none.tar.xz"))
     assert done.returncode == 0 and "none.tar.xz carried: the first run compiles cold" in done.stdout
-    done = _run(ok, str(ok / "nothing.tar.xz"))
-    assert done.returncode == 1 and "no " in done.stdout and "carry it" in done.stdout
+    bare = tmp_path / "bare"  # nothing carried, nothing unpacked before
+    bare.mkdir()
+    done = _run(bare, str(bare / "nothing.tar.xz"))
+    assert done.returncode == 1 and "no corpus in" in done.stdout and "carry them" in done.stdout
+
+
+def test_cache_and_shards_carried_in_two_calls(tmp_path):
+    """The two may not fit one call: the cache alone first (the shards are still to come: said, exit 0),
+    then the shards alone; the second call also checks, and a third finds the corpus in place."""
+    cache = tmp_path / "cache.tar.xz"
+    cache.write_bytes(lzma.compress(b"cache"))
+    done = _run(tmp_path, str(tmp_path / "none.tar.xz"), str(cache))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "carry the shards in the next call" in done.stdout
+    assert (tmp_path / "shared" / "ablate-compile-cache.tar").read_bytes() == b"cache"
+    cache.unlink()
+    done = _run(tmp_path, str(_corpus(tmp_path)), str(cache))
+    assert done.returncode == 0 and "2 shards, 96 tokens, sha256 as the manifest says" in done.stdout
+    done = _run(tmp_path, str(tmp_path / "none.tar.xz"), str(cache))
+    assert done.returncode == 0 and "checking the corpus an earlier call unpacked" in done.stdout
+    (tmp_path / "text" / "fineweb_val_000000.bin").write_bytes(b"w" * 64)
+    done = _run(tmp_path, str(tmp_path / "none.tar.xz"), str(cache))
+    assert done.returncode == 1 and "fineweb_val_000000.bin: sha256 differs" in done.stderr

@@ -314,7 +314,9 @@ def test_build_from_fixture_packages(tmp_path: Path):
         rows["python-doc"]["documents_train"] + rows["python-doc"]["documents_val"] == 2
     )  # the code page scores 0
     assert (rows["austen"]["version"], rows["sotu"]["licence"][:13]) == ("1.0.0-1", "public domain")
-    assert m["shards"][0]["sha256"] == hashlib.sha256((out / "fineweb_val_000000.bin").read_bytes()).hexdigest()
+    assert (
+        m["shards"][0]["sha256"] == hashlib.sha256((out / "fineweb_val_000000.bin").read_bytes()).hexdigest()
+    )
     text = _decode(out, "train") + _decode(out, "val")
     for kept in (
         "the union stands strong",
