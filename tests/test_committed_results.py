@@ -248,3 +248,28 @@ def test_readme_cpu_timings_are_the_committed_measurement():
     assert f"`drop_one_mlp --profile cpu` {said(t['drop_one_mlp']['wall_s'])}" in row
     assert f"`record_ab --profile cpu` {said(t['record_ab']['wall_s'])}" in row
     assert f"{t['record_ab']['step_ms']:.1f} ms a step)" in row
+
+
+def test_h200_text_figure_part_holds_the_readmes_figures():
+    """The real-text figure (issue 18) as far as it has run: the README quotes its runs as they are."""
+    runs = store.read_runs(ROOT / "results" / "h200-text-drop-one-mlp")
+    one = runs[runs["arm"].isin(["baseline", "drop_one"])]
+    layers = {tuple(json.loads(r["knob_mlp_off"])): r for _, r in one.iterrows()}
+    base = layers.pop(())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    lo = min(layers, key=lambda k: layers[k]["final_val_loss"])
+    hi = max(layers, key=lambda k: layers[k]["final_val_loss"])
+    below = sum(r["final_val_loss"] < base["final_val_loss"] for r in layers.values())
+    saved = [(base["train_time_ms"] - r["train_time_ms"]) / 1e3 for r in layers.values()]
+    base_s = base["train_time_ms"] / 1e3
+    worst = max(r["final_val_loss"] - base["final_val_loss"] for r in layers.values())
+    quoted = [
+        f"{len(runs)} of its 41 runs",
+        f"baseline val loss {base['final_val_loss']:.4f}",
+        f"between {layers[lo]['final_val_loss']:.4f} (layer {lo[0]}) and {layers[hi]['final_val_loss']:.4f} "
+        f"(layer {hi[0]}), {below} of the {len(layers)} below",
+        f"{min(saved):.2f}-{max(saved):.2f} s off the baseline's {base_s:.2f} s",
+        f"costs at most {worst:.4f} at 300 steps",
+    ]
+    for text in quoted:
+        assert text in readme, f"README no longer says {text!r} (results/h200-text-drop-one-mlp)"
