@@ -31,6 +31,17 @@ def value_text(value: Any) -> str:
     return json.dumps(value)
 
 
+def layer_ranges(layers: Sequence[int]) -> str:
+    """Sorted layers as ranges: [0, 1, 2, 5, 7, 8] -> "0-2,5,7-8"."""
+    parts: list[str] = []
+    for x in layers:
+        if parts and x == int(parts[-1].rpartition("-")[2]) + 1:
+            parts[-1] = f"{parts[-1].partition('-')[0]}-{x}"
+        else:
+            parts.append(str(x))
+    return ",".join(parts)
+
+
 def knob_diff(base: dict[str, Any], other: dict[str, Any]) -> list[str]:
     """One text per knob whose value differs, sorted by knob name: `steps: 1670 -> 1705`,
     `attn_off: [7] -> [3]`, `mlp_kind: {6: relu2 -> double}` (per-layer lists: the layers that

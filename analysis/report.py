@@ -130,6 +130,11 @@ def grid_section(runs: pd.DataFrame, sweep: SweepInfo | dict, target) -> tuple[s
     return verdict, pd.concat([pd.DataFrame([ref], columns=table.columns), table], ignore_index=True)
 
 
+CONTRASTS_HEADING = (
+    "Contrasts the spec asks (delta = against - layers, positive = the layers' runs end lower or run "
+    "faster; each side's runs pooled over its points; p: Welch, two-sided, not corrected)"
+)
+
 LAYER_POINT_COLUMNS = ["series", "arm", "layer", "final_val_loss", "train_time_s"]
 
 
@@ -449,6 +454,9 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
                 table,
             ),
         ]
+        if sweep.contrasts:
+            sections.append((CONTRASTS_HEADING, summary.contrast_table(
+                runs, sweep.contrasts, sweep.point_layers, baseline_arm(sweep, runs))))  # fmt: skip
     stale_line = (
         [f"{stale} run(s) of an earlier plan (another version of the code or spec) are kept in runs/ "
          "and left out of this report"]

@@ -130,6 +130,9 @@ class SweepInfo:
     """run_id -> {knob: the layer its grid point sweeps}, for the runs whose point sweeps a layer (the
     plan's `GridPoint.layers`; the layer-ablation figure draws these). None (folders written before):
     the report infers the layers from the knob values."""
+    contrasts: list[dict[str, Any]] | None = None
+    """The spec's contrasts (`{label, arm, knob, layers, against}`, against "baseline" or layers of the
+    same arm): the report's "Contrasts" table. None: the spec had none."""
 
     @classmethod
     def of(cls, sweep: SweepInfo | dict[str, Any]) -> SweepInfo:
@@ -153,6 +156,7 @@ class SweepInfo:
             planned_runs=data.get("planned_runs"),
             run_ids=None if ids is None else tuple(ids),
             point_layers=data.get("point_layers"),
+            contrasts=data.get("contrasts"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -171,6 +175,8 @@ class SweepInfo:
             out["run_ids"] = list(self.run_ids)
         if self.point_layers is not None:
             out["point_layers"] = self.point_layers
+        if self.contrasts is not None:
+            out["contrasts"] = self.contrasts
         return out
 
     def current_runs(self, runs):
@@ -186,6 +192,19 @@ def _is_layers(v) -> bool:
     return isinstance(v, dict) and all(isinstance(k, str) and _is_count(n) for k, n in v.items())
 
 
+def _is_layer_list(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(_is_count(x) for x in v)
+
+
+def _is_contrast(v) -> bool:
+    return (
+        isinstance(v, dict)
+        and all(isinstance(v.get(k), str) for k in ("label", "arm", "knob"))
+        and _is_layer_list(v.get("layers"))
+        and (v.get("against") == "baseline" or _is_layer_list(v.get("against")))
+    )
+
+
 _SWEEP_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "name": ("a string", lambda v: isinstance(v, str)),
     "kind": ('a string ("grid" or "ab")', lambda v: isinstance(v, str)),
@@ -197,12 +216,17 @@ _SWEEP_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "planned_runs": ("a count (an integer >= 0)", _is_count),
     "run_ids": ("a list of run ids", lambda v: isinstance(v, list | tuple)),
     "point_layers": ("an object of run id -> {knob: layer}", lambda v: isinstance(v, dict)),
+    "contrasts": ("a list of contrasts", lambda v: isinstance(v, list | tuple)),
 }
 """sweep.json's keys: what each holds (for the message) and its check (null is always allowed)."""
 _ITEMS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "arms": ("an arm name (a string)", lambda v: isinstance(v, str)),
     "run_ids": ("a run id (a string)", lambda v: isinstance(v, str)),
     "point_layers": ("an object of knob -> layer (an integer >= 0)", _is_layers),
+    "contrasts": (
+        '{label, arm, knob, layers: [layers], against: "baseline" or [layers]}',
+        lambda v: _is_contrast(v),
+    ),
 }
 """The check of each item of the list and object keys (their values, for an object)."""
 

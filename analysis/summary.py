@@ -395,3 +395,50 @@ def grid_table(runs: pd.DataFrame, baseline_arm: str, rng: np.random.Generator) 
     return table.sort_values(["loss_delta", "config"], ascending=[False, True], kind="stable").reset_index(
         drop=True
     )
+
+
+CONTRAST_COLUMNS = ["contrast", "points", "n", "mean_val_loss", "against", "n_against",
+                    "against_mean_val_loss", "loss_delta", "loss_ci95", "loss_p", "time_delta_s",
+                    "time_p"]  # fmt: skip
+
+
+def contrast_table(
+    runs: pd.DataFrame, contrasts, point_layers: dict[str, dict[str, int]] | None, baseline_arm: str | None
+) -> pd.DataFrame:
+    """The spec's contrasts (sweep.json's `contrasts`), one row each: the ok runs at the contrast's
+    layers against those at its `against` layers (same arm) or the baseline arm's runs.
+
+    delta = mean(against) − mean(layers), as the grid table's: positive = the layers' runs end lower /
+    run faster. The runs of all the side's points are pooled into one sample (Welch, two-sided, 95 %
+    interval): the test asks whether the group's runs differ, the spread between its points counted as
+    noise. `points` says how many of the side's layers have a run yet; fewer than 2 runs on a side: no
+    test. Not corrected for several contrasts: each is a question the spec asked before the runs."""
+    import pandas as pd
+
+    ok = runs[(runs["status"] == "ok") & runs["final_val_loss"].notna()]
+    layer_of = point_layers or {}
+    rows = []
+    for c in contrasts or ():
+        arm = ok[ok["arm"] == c["arm"]]
+        at = arm.assign(_layer=[(layer_of.get(r) or {}).get(c["knob"]) for r in arm["run_id"]])
+        side = at[at["_layer"].isin(c["layers"])]
+        if c["against"] == "baseline":
+            other = ok[ok["arm"] == baseline_arm]
+            other_name = baseline_arm if baseline_arm == "baseline" else f"{baseline_arm} (baseline)"
+        else:
+            other = at[at["_layer"].isin(c["against"])]
+            other_name = f"layers {knobdiff.layer_ranges(sorted(c['against']))}"
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        lc = stats.compare(other["final_val_loss"], side["final_val_loss"], rng)
+        tc = stats.compare(other["train_time_ms"] / 1000.0, side["train_time_ms"] / 1000.0, rng)
+        tested = lc.p_two_sided is not None
+        n1 = f"no test (n={min(len(side), len(other))})"
+        rows.append(
+            {"contrast": c["label"], "points": f"{side['_layer'].nunique()} of {len(c['layers'])}",
+             "n": len(side), "mean_val_loss": lc.mean_candidate, "against": other_name,
+             "n_against": len(other), "against_mean_val_loss": lc.mean_baseline, "loss_delta": lc.diff,
+             "loss_ci95": f"[{lc.ci95_low:.4f}, {lc.ci95_high:.4f}]" if tested else n1,
+             "loss_p": lc.p_two_sided if tested else n1, "time_delta_s": tc.diff,
+             "time_p": tc.p_two_sided if tc.p_two_sided is not None else n1}
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=CONTRAST_COLUMNS)

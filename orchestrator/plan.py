@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.knobdiff import canonical as _canonical
-from analysis.knobdiff import layer_axis
+from analysis.knobdiff import layer_axis, layer_ranges
 from orchestrator.runspec import Block, GridPoint, Plan, RunSpec
 from orchestrator.spec import (
     NON_IDENTITY_FIELDS,
@@ -504,7 +504,38 @@ def make_plan(spec: Spec) -> Plan:
         knob_types=_knob_types(spec, units),
         profile=spec.profile,
         description=spec.description,
+        contrasts=plan_contrasts(spec),
     )
+
+
+def plan_contrasts(spec: Spec) -> tuple[dict[str, Any], ...]:
+    """The spec's contrasts as sweep.json stores them, each checked against its arm's grid: the arm sweeps
+    one knob a layer at a time and both sides name points of it (SpecError otherwise)."""
+    out = []
+    for i, c in enumerate(spec.contrasts):
+        where = f"{spec.source}: contrasts[{i}]"
+        arm = spec.arm(c.arm)
+        points = [] if arm.is_command else arm_points(arm)
+        swept = {k for p in points for k in p.layers}
+        if len(swept) != 1 or any(len(p.layers) != 1 for p in points):
+            raise SpecError(
+                f"{where}.arm: arm {c.arm!r} does not sweep one knob a layer at a time "
+                '(e.g. mlp_off: {each_layer: "0-11"}); a contrast compares the points of such a grid'
+            )
+        (knob,) = swept
+        have = {p.layers[knob] for p in points}
+        for side, layers in (("layers", c.layers), ("against", c.against or ())):
+            missing = sorted(set(layers) - have)
+            if missing:
+                raise SpecError(
+                    f"{where}.{side}: layer {missing[0]} is not a point of arm {c.arm!r} "
+                    f"(its {knob} points: {layer_ranges(sorted(have))})"
+                )
+        against: Any = "baseline" if c.against is None else list(c.against)
+        out.append(
+            {"label": c.label, "arm": c.arm, "knob": knob, "layers": list(c.layers), "against": against}
+        )
+    return tuple(out)
 
 
 def _check_unique(spec: Spec, blocks: list[Block]) -> None:
@@ -690,6 +721,7 @@ def describe_plan(plan: Plan, done_run_ids: frozenset[str] | set[str] = frozense
         f"baseline arm: {plan.baseline_arm}; target val loss: "
         f"{'none' if plan.target_val_loss is None else plan.target_val_loss}",
         *([plan.description] if plan.description else []),
+        *(f"contrast (the report answers it): {c['label']}" for c in plan.contrasts),
         "",
     ]
     aw = max([3, *(len(r.arm) for r in runs)])

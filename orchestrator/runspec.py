@@ -91,6 +91,9 @@ class Plan:
     profile: str | None = None
     description: str = ""
     """The spec's one-line description (for --dry-run and reports)."""
+    contrasts: tuple[dict[str, Any], ...] = ()
+    """The spec's contrasts with the knob whose layer axis they read, as sweep.json stores them:
+    {label, arm, knob, layers: [...], against: "baseline" | [...]}."""
 
     @property
     def runs(self) -> tuple[RunSpec, ...]:

@@ -58,7 +58,7 @@ BLOCKINGS = ("per_run", "per_replicate")
 TOP_KEYS = (
     "name", "description", "kind", "trainer", "resources", "repeats", "runs_per_arm", "order",
     "block_size", "blocks", "seed", "timeout_s", "timeout_min", "retries", "target_val_loss",
-    "estimate_min", "baseline", "arms", "profiles",
+    "estimate_min", "baseline", "arms", "contrasts", "profiles",
 )  # fmt: skip
 TRAINER_KEYS = ("preset", "set", "data_dir")
 RESOURCE_KEYS = ("gpus_per_run", "cpus_per_run", "exclusive_node", "compile_cache_dir")
@@ -66,6 +66,7 @@ TRAINER_ARM_KEYS = ("set", "grid", "repeats")
 COMMAND_ARM_KEYS = ("command", "cwd", "env", "repeats")
 EACH_LAYER_KEYS = ("each_layer", "add_each", "remove_each", "with", "value")
 EACH_LAYER_FORMS = ("each_layer", "add_each", "remove_each")
+CONTRAST_KEYS = ("label", "arm", "layers", "against")
 EDIT_KEYS = ("add", "remove")
 """An edit of an inherited layer list: ``attn_off: {add: [3]}`` is the list below it plus layer 3."""
 NON_IDENTITY_FIELDS = (
@@ -74,6 +75,7 @@ NON_IDENTITY_FIELDS = (
     "retries",
     "estimate_min",
     "profiles",
+    "contrasts",
     "resources.cpus_per_run",
     "resources.compile_cache_dir",
     "data_dir",
@@ -127,6 +129,19 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class Contrast:
+    """A question the report answers about an arm that sweeps a layer: do the runs of the points at
+    ``layers`` end at another loss than those at ``against`` (layers of the same arm), or than the
+    baseline arm's runs (``against`` None)? E.g. the seed's "with MLP 0 off, dropping one of layers 9-11
+    costs more than one of the middle": ``{arm: drop_0_and_one, layers: "9-11", against: "1-8"}``."""
+
+    label: str
+    arm: str
+    layers: tuple[int, ...]
+    against: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Spec:
     """A validated sweep spec with its profile applied. Fields mirror the YAML keys."""
 
@@ -151,6 +166,8 @@ class Spec:
     target_val_loss: float | None = None
     estimate_min: float | None = None
     description: str = ""
+    contrasts: tuple[Contrast, ...] = ()
+    """Questions for the report (``contrasts:``); they do not change what runs."""
     profile: str | None = None
     source: str = ""
     """The spec file as given to load_spec (for messages and sweep.json)."""
@@ -368,6 +385,7 @@ def _build(ctx: _Ctx, d: dict) -> Spec:
     layout = _layout(ctx, d, kind, arms)
     baseline = _baseline(ctx, d.get("baseline"), arms)
     _check_knobs(ctx, preset, trainer_set, arms)
+    contrasts = _contrasts(ctx, d.get("contrasts"), arms, baseline)
     return Spec(
         name=name,
         kind=kind,
@@ -385,6 +403,7 @@ def _build(ctx: _Ctx, d: dict) -> Spec:
         if d.get("estimate_min") is None
         else _number(ctx, d["estimate_min"], "estimate_min"),
         seed=_int(ctx, d.get("seed", 0), "seed", 0),
+        contrasts=contrasts,
         **layout,
     )
 
@@ -465,6 +484,58 @@ def _baseline(ctx: _Ctx, value: Any, arms: tuple[Arm, ...]) -> str:
     if value not in names:
         raise ctx.fail("baseline", f"{_describe(value)} is not an arm; choose one of: {', '.join(names)}")
     return value
+
+
+_CONTRAST_EXAMPLE = '[{arm: drop_0_and_one, layers: "9-11", against: "1-8"}]'
+
+
+def _contrasts(ctx: _Ctx, value: Any, arms: tuple[Arm, ...], baseline: str) -> tuple[Contrast, ...]:
+    """``contrasts:``, a list of {arm, layers, against, label}; whether the arm's grid sweeps those
+    layers is the plan's to check (it knows the points)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise ctx.fail("contrasts", f"expected a list of {{arm, layers, against}}, got {_describe(value)}; "
+                       f"e.g. {_CONTRAST_EXAMPLE}")  # fmt: skip
+    names = [a.name for a in arms]
+    out = []
+    for i, item in enumerate(value):
+        path = f"contrasts[{i}]"
+        m = _mapping(ctx, item, path, CONTRAST_KEYS)
+        for key in ("arm", "layers", "against"):
+            if key not in m:
+                raise ctx.fail(f"{path}.{key}", f"missing; a contrast names all of arm, layers, against, "
+                               f"e.g. {_CONTRAST_EXAMPLE}")  # fmt: skip
+        arm = m["arm"]
+        if arm not in names:
+            raise ctx.fail(
+                f"{path}.arm", f"{_describe(arm)} is not an arm; choose one of: {', '.join(names)}"
+            )
+        if arm == baseline:
+            raise ctx.fail(
+                f"{path}.arm", f"{arm!r} is the baseline arm; name an arm whose grid sweeps a layer"
+            )
+        layers = _parse_layers(ctx, m["layers"], f"{path}.layers")
+        against = m["against"]
+        if against == "baseline":
+            other = None
+        elif isinstance(against, str) and _range_items(against) is None:
+            raise ctx.fail(f"{path}.against", f'{_describe(against)} is neither "baseline" nor a layer range '
+                           'such as "1-8"')  # fmt: skip
+        else:
+            other = _parse_layers(ctx, against, f"{path}.against")
+            both = sorted(set(layers) & set(other))
+            if both:
+                raise ctx.fail(f"{path}.against", f"layer {both[0]} is in layers too; the two sides "
+                               "must not share a layer")  # fmt: skip
+        label = m.get("label")
+        if label is None:
+            side = "the baseline" if other is None else f"layers {_layers_text(other)}"
+            label = f"{arm}: layers {_layers_text(layers)} vs {side}"
+        elif not isinstance(label, str) or not label.strip():
+            raise ctx.fail(f"{path}.label", f"expected text, got {_describe(label)}")
+        out.append(Contrast(label=" ".join(label.split()), arm=arm, layers=layers, against=other))
+    return tuple(out)
 
 
 def _layout(ctx: _Ctx, d: dict, kind: str, arms: tuple[Arm, ...]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ CASES = {
     ),
     "unknown_top_key": (
         BASE + ARMS + "repeat: 2\n",
-        "repeat: unknown key; allowed: name, description, kind, trainer, resources, repeats, runs_per_arm, order, block_size, blocks, seed, timeout_s, timeout_min, retries, target_val_loss, estimate_min, baseline, arms, profiles",
+        "repeat: unknown key; allowed: name, description, kind, trainer, resources, repeats, runs_per_arm, order, block_size, blocks, seed, timeout_s, timeout_min, retries, target_val_loss, estimate_min, baseline, arms, contrasts, profiles",
     ),
     "missing_name": (
         "trainer: {preset: tiny}\n" + ARMS,
@@ -310,7 +310,7 @@ CASES = {
     ),
     "profile_unknown_key": (
         BASE + ARMS + "profiles:\n  cpu: {gpu: 0}\n",
-        "profiles.cpu.gpu: unknown key; allowed: name, description, kind, trainer, resources, repeats, runs_per_arm, order, block_size, blocks, seed, timeout_s, timeout_min, retries, target_val_loss, estimate_min, baseline, arms",
+        "profiles.cpu.gpu: unknown key; allowed: name, description, kind, trainer, resources, repeats, runs_per_arm, order, block_size, blocks, seed, timeout_s, timeout_min, retries, target_val_loss, estimate_min, baseline, arms, contrasts",
     ),
     "profile_bad_name": (
         BASE + ARMS + "profiles:\n  'c/u': {}\n",
