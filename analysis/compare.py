@@ -186,7 +186,8 @@ def _why_not_used(arm: Arm, f: LogFile, seen: dict[str, LogFile]) -> tuple[str |
     if "b" + f.digest in seen:
         return "duplicate", f"exact copy of {arm.show(seen['b' + f.digest])}"
     if f.run is not None and "r" + f.run in seen:
-        return "duplicate", f"the same run as {arm.show(seen['r' + f.run])}: identical step lines"
+        first = seen["r" + f.run]
+        return "duplicate", f"the same run as {arm.show(first)}: identical step lines{_code_note(f, first)}"
     seen["b" + f.digest] = f
     if f.run is not None:
         seen["r" + f.run] = f
@@ -260,6 +261,16 @@ def _pooling_warnings(arm: Arm) -> list[str]:
     return out
 
 
+def _code_note(f: LogFile, other: LogFile) -> str:
+    """What to add when two files of one run embed different code: a header was edited after the run (the
+    step lines, to the millisecond, are what a run is)."""
+    if f.code == other.code:
+        return ""
+    if f.code is None or other.code is None:
+        return "; one has a code header, the other none"
+    return "; their code headers differ, so one was edited after the run"
+
+
 def check_across(arms: list[Arm]) -> None:
     """One log's content in two arms is one run counted twice: an error naming both files."""
     if len(arms) < 2:
@@ -271,7 +282,8 @@ def check_across(arms: list[Arm]) -> None:
         if f.digest in seen:
             what, other = "same log (identical content)", seen[f.digest]
         elif f.run in runs:
-            what, other = "same run (identical step lines)", runs[f.run]
+            other = runs[f.run]
+            what = f"same run (identical step lines{_code_note(f, other)})"
         else:
             continue
         raise InputError(

@@ -204,12 +204,30 @@ def test_copies_of_a_run_in_other_forms_count_once(tmp_path, capsys):
         and warning
         + (
             "run00_crlf.txt (the same run as run00.txt: identical step lines), "
-            "run01_tee.log (the same run as run01.txt: identical step lines), "
+            "run01_tee.log (the same run as run01.txt: identical step lines; one has a code header, the "
+            "other none), "
             "run02_noted.txt (the same run as run02.txt: identical step lines) and 1 more"
         )
         in out
     )
     assert "skipped candidate log run03_copy.txt: exact copy of run03.txt" in out
+
+
+def test_a_copy_whose_code_header_was_edited_is_the_same_run_and_says_so(tmp_path, capsys):
+    """The step lines, to the millisecond, are the run: a copy whose embedded code was edited afterwards
+    counts once, and the duplicate's reason says the headers differ."""
+    folder = write_seed_logs(tmp_path / "pr120")
+    text = (folder / "run05.txt").read_text()
+    cut = text.index("step:0/")
+    code = text[:cut]
+    assert code.strip(), "the fixture's logs embed their code"
+    (folder / "run05_edited.txt").write_text(code.replace("import", "import  ", 1) + text[cut:])
+    code_, out, err = _ablate(capsys, "compare", folder)
+    _assert_seed(code_, out.replace("\nwarning: ", "\n"), err)
+    assert (
+        "run05_edited.txt (the same run as run05.txt: identical step lines; their code headers differ, "
+        "so one was edited after the run)" in out
+    )
 
 
 def test_one_run_in_both_arms_by_its_step_lines_is_refused(tmp_path, capsys, monkeypatch):
