@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from analysis.knobdiff import layer_ranges
 from orchestrator.errors import UserError, one_line
 
 
@@ -530,8 +531,8 @@ def _contrasts(ctx: _Ctx, value: Any, arms: tuple[Arm, ...], baseline: str) -> t
                                "must not share a layer")  # fmt: skip
         label = m.get("label")
         if label is None:
-            side = "the baseline" if other is None else f"layers {_layers_text(other)}"
-            label = f"{arm}: layers {_layers_text(layers)} vs {side}"
+            side = "the baseline" if other is None else f"layers {layer_ranges(sorted(other))}"
+            label = f"{arm}: layers {layer_ranges(sorted(layers))} vs {side}"
         elif not isinstance(label, str) or not label.strip():
             raise ctx.fail(f"{path}.label", f"expected text, got {_describe(label)}")
         out.append(Contrast(label=" ".join(label.split()), arm=arm, layers=layers, against=other))

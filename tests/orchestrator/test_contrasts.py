@@ -34,7 +34,7 @@ def test_a_contrast_reads_the_arm_its_layers_and_what_it_is_against():
     ])  # fmt: skip
     first, second = spec.contrasts
     assert (first.label, first.layers, first.against) == (
-        "drop_0_and_one: layers [2] vs layers [1]",
+        "drop_0_and_one: layers 2 vs layers 1",
         (2,),
         (1,),
     )
