@@ -315,19 +315,26 @@ def _units(spec: Spec) -> list[_Unit]:
     return units
 
 
+def layer_knob(points: list[GridPoint]) -> str | None:
+    """The knob ``points`` sweep one layer at a time (every point one layer of it), else None."""
+    swept = {k for p in points for k in p.layers}
+    if len(swept) != 1 or any(len(p.layers) != 1 for p in points):
+        return None
+    return next(iter(swept))
+
+
 def point_repeats(spec: Spec, arm: Arm, points: list[GridPoint], default: int) -> list[int]:
     """Replicates of each of ``points``: ``default``, or what ``arm.repeats_at`` gives the layer a point
     sweeps. Every layer named there must be a point of a grid that sweeps one knob by layer."""
     if not arm.repeats_at:
         return [default] * len(points)
     where = f"{spec.source}: arms.{arm.name}.repeats"
-    swept = {k for p in points for k in p.layers}
-    if len(swept) != 1 or any(len(p.layers) != 1 for p in points):
+    knob = layer_knob(points)
+    if knob is None:
         raise SpecError(
             f"{where}: repeats by layer needs a grid that sweeps one knob a layer at a time "
             '(e.g. mlp_off: {each_layer: "0-11"}); give an integer'
         )
-    (knob,) = swept
     layers = [p.layers[knob] for p in points]
     count = {layer: n for named, n in arm.repeats_at for layer in named}
     missing = sorted(set(count) - set(layers))
@@ -516,13 +523,12 @@ def plan_contrasts(spec: Spec) -> tuple[dict[str, Any], ...]:
         where = f"{spec.source}: contrasts[{i}]"
         arm = spec.arm(c.arm)
         points = [] if arm.is_command else arm_points(arm)
-        swept = {k for p in points for k in p.layers}
-        if len(swept) != 1 or any(len(p.layers) != 1 for p in points):
+        knob = layer_knob(points)
+        if knob is None:
             raise SpecError(
                 f"{where}.arm: arm {c.arm!r} does not sweep one knob a layer at a time "
                 '(e.g. mlp_off: {each_layer: "0-11"}); a contrast compares the points of such a grid'
             )
-        (knob,) = swept
         have = {p.layers[knob] for p in points}
         for side, layers in (("layers", c.layers), ("against", c.against or ())):
             missing = sorted(set(layers) - have)
