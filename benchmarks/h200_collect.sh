@@ -3,7 +3,7 @@
 # the summary JSON, the chain's logs, the runs' own output on the node, and the results folders.
 #   bash benchmarks/h200_collect.sh /tmp/chain            # what the chain has so far
 #   bash benchmarks/h200_collect.sh /tmp/chain --cache    # also the node's compile cache, for the next
-#       session to start seeded instead of cold (64 s instead of ~8 min at h200-mini): xz -9 packed as
+#       session to start seeded instead of cold (64 s instead of ~8 min at h200-mini): xz -6 packed as
 #       compile-cache.tar.xz.part00, part01, ... (15 MiB each: $OUT takes 8 files of 16 MiB, 64 MiB in
 #       all, and the parts get what the other files leave); on this machine
 #       `cat compile-cache.tar.xz.part* > data/h200-compile-cache.tar.xz` (docs/gpu.md)
@@ -43,9 +43,9 @@ if [ "$cache" = 1 ]; then
     # shared folder's ablate-compile-cache.tar, so that unpacked there it seeds the next machine
     node=$(ls -d ~/.cache/ablate/compile/*/ 2>/dev/null | head -n 1)
     if [ -n "$node" ] && [ -d "$node/inductor" ]; then
-        # xz -9's 64 MiB window spans many configs' near-identical kernels: 0.61x of -4's size on
-        # 2026-12-01's cache (256 MB: 12.7 MB against 20.7 MB)
-        tar cf - -C "$node" inductor triton 2>/dev/null | xz -T0 -9 > /tmp/compile-cache.tar.xz
+        # xz -6: on 2026-12-01's 256 MB cache (2 threads, the CPU machine) 15.2 MB in 45 s, where -4 gave
+        # 20.7 MB and -9 13.6 MB in 77 s; -6's 24 MiB blocks keep 16 threads busy, -9's 192 MiB ones 4
+        tar cf - -C "$node" inductor triton 2>/dev/null | xz -T0 -6 > /tmp/compile-cache.tar.xz
         size=$(stat -c %s /tmp/compile-cache.tar.xz)
         part=$((15 * 1024 * 1024))
         used=$(find "$OUT" -maxdepth 1 -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
