@@ -39,10 +39,11 @@ W=${1:-/tmp/chain}
 shift || true
 PARTS=${*:-speed sweeps}
 mkdir -p "$W"
+stamp() { echo "[chain $(date +%H:%M:%S)] $*"; }
+trap 'stamp "done"' EXIT  # on every way out: h200_collect.sh --wait waits for this line
 [ -f .devcarry/activate.sh ] || { echo "no .devcarry/activate.sh: on the CPU machine, bash scripts/make-ray-bundle.sh .devcarry, and carry .devcarry"; exit 1; }
 source .devcarry/activate.sh
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1  # keep the bundle's path
-stamp() { echo "[chain $(date +%H:%M:%S)] $*"; }
 
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 stamp "gpu: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader); parts: $PARTS"
@@ -156,4 +157,3 @@ if has x8; then
     resume_carried h200-x8-speedrun-ab
     ablate_run speedrun_ab h200-x8-speedrun-ab speedrun_ab --profile synthetic --time-limit "${TIME_LIMIT:-24m}"
 fi
-stamp "done"

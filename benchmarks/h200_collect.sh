@@ -10,34 +10,43 @@
 #   bash benchmarks/h200_collect.sh /tmp/chain --wait 520 [--cache]   # first wait until the chain has
 #       ended (its log's `done` line) or 520 s have passed, whichever comes first: the last call of a
 #       session ends as soon as the chain does
+#   bash benchmarks/h200_collect.sh /tmp/chain --cache-only   # the cache alone, in all of $OUT: for a
+#       cache that did not fit beside the other files (a call of its own after the last collect)
 set -u
 W=${1:-/tmp/chain}
 OUT=${OUT:?set OUT}
 shift
 wait_s=0
 cache=0
+only=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --cache) cache=1 ;;
-        --wait) wait_s=${2:?--wait needs seconds}; shift ;;
-        *) echo "h200_collect.sh: unknown argument $1 (use --cache, --wait SECONDS)" >&2; exit 2 ;;
+        --cache-only) cache=1; only=1 ;;
+        --wait) wait_s=${2:-}; shift ;;
+        *) echo "h200_collect.sh: unknown argument $1 (use --cache, --cache-only, --wait SECONDS)" >&2; exit 2 ;;
     esac
     shift
 done
+case "$wait_s" in
+    '' | *[!0-9]*) echo "h200_collect.sh: --wait takes whole seconds (e.g. --wait 540), got '$wait_s'" >&2; exit 2 ;;
+esac
 start=$SECONDS
 until grep -q '\] done$' "$W"/../chain.log 2>/dev/null || [ $((SECONDS - start)) -ge "$wait_s" ]; do
     sleep 5
 done
 [ "$wait_s" -gt 0 ] && echo "waited $((SECONDS - start)) s for the chain"
-tail -n 8 "$W"/../chain.log 2>/dev/null
-tail -n 4 "$W"/speed.log "$W"/textspeed.log "$W"/textseeds.log "$W"/h200_*.log 2>/dev/null
-cp "$W/h200.json" "$W/compile_gap.json" "$W/h200_text.json" "$W/h200_text_seeds.json" "$OUT/" 2>/dev/null
-[ -f "$W/pr117.profile.txt" ] && cp "$W/pr117.profile.txt" "$OUT/"
-cp "$W"/../chain.log "$OUT/" 2>/dev/null
-tar czf "$OUT/logs.tgz" -C "$W" --exclude='cache-*' --exclude='*.bin' --exclude=results --exclude=upstream \
-    --exclude=upstream_train_gpt.py . 2>/dev/null
-[ -d ~/.cache/ablate/runs ] && tar czf "$OUT/node-runs.tgz" -C ~/.cache/ablate runs
-[ -d "$W/results" ] && tar czf "$OUT/results.tgz" -C "$W" results
+if [ "$only" = 0 ]; then
+    tail -n 8 "$W"/../chain.log 2>/dev/null
+    tail -n 4 "$W"/speed.log "$W"/textspeed.log "$W"/textseeds.log "$W"/h200_*.log 2>/dev/null
+    cp "$W/h200.json" "$W/compile_gap.json" "$W/h200_text.json" "$W/h200_text_seeds.json" "$OUT/" 2>/dev/null
+    [ -f "$W/pr117.profile.txt" ] && cp "$W/pr117.profile.txt" "$OUT/"
+    cp "$W"/../chain.log "$OUT/" 2>/dev/null
+    tar czf "$OUT/logs.tgz" -C "$W" --exclude='cache-*' --exclude='*.bin' --exclude=results --exclude=upstream \
+        --exclude=upstream_train_gpt.py . 2>/dev/null
+    [ -d ~/.cache/ablate/runs ] && tar czf "$OUT/node-runs.tgz" -C ~/.cache/ablate runs
+    [ -d "$W/results" ] && tar czf "$OUT/results.tgz" -C "$W" results
+fi
 if [ "$cache" = 1 ]; then
     # the node's cache (orchestrator/nodecache.py: <root>/<node>/{inductor,triton}), in the layout of the
     # shared folder's ablate-compile-cache.tar, so that unpacked there it seeds the next machine
@@ -54,7 +63,10 @@ if [ "$cache" = 1 ]; then
         slots=$((8 - files))
         parts=$(((size + part - 1) / part))
         if [ "$size" -le "$room" ] && [ "$parts" -le "$slots" ]; then
-            split -b 15M -d /tmp/compile-cache.tar.xz "$OUT/compile-cache.tar.xz.part"
+            # under other names first: a call cut short leaves no part that looks whole
+            rm -rf /tmp/cache-parts && mkdir /tmp/cache-parts
+            split -b 15M -d /tmp/compile-cache.tar.xz /tmp/cache-parts/compile-cache.tar.xz.part
+            mv /tmp/cache-parts/* "$OUT/"
             echo "compile cache of $node: $(du -sh "$node" | cut -f1) packed to $size bytes in $parts part(s)"
         else
             echo "compile cache of $node packs to $size bytes ($parts part(s) of 15 MiB): \$OUT has room" \

@@ -45,6 +45,8 @@ if [ -f "$cache" ]; then
     mkdir -p "$SHARED"
     xz -dc "$cache" > "$SHARED/.ablate-compile-cache.tar" && mv "$SHARED/.ablate-compile-cache.tar" "$SHARED/ablate-compile-cache.tar"
     echo "compile cache: $SHARED/ablate-compile-cache.tar ($(du -h "$SHARED/ablate-compile-cache.tar" | cut -f1)); the first run seeds from it"
+elif [ -f "$SHARED/ablate-compile-cache.tar" ]; then
+    echo "no $cache carried: the one an earlier call put in $SHARED seeds the first run"
 else
     echo "no $cache carried: the first run compiles cold"
 fi

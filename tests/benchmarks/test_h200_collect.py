@@ -116,3 +116,31 @@ def test_an_unknown_argument_is_one_line(tmp_path):
         ["bash", str(SCRIPT), str(tmp_path), "--cahce"], env=env, capture_output=True, text=True
     )
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "--cahce" in done.stderr
+
+
+def test_wait_takes_whole_seconds_only(tmp_path):
+    """`--wait 9m` would never end the wait (the test of it fails each time) and collect nothing."""
+    (tmp_path / "out").mkdir()
+    env = {**os.environ, "HOME": str(tmp_path), "OUT": str(tmp_path / "out")}
+    for value in ("9m", "540s", ""):
+        done = subprocess.run(["bash", str(SCRIPT), str(tmp_path), "--wait", value], env=env,
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert (
+            done.returncode == 2
+            and f"--wait takes whole seconds (e.g. --wait 540), got '{value}'" in done.stderr
+        )
+
+
+def test_cache_only_brings_the_cache_in_all_of_out(tmp_path):
+    """A cache too big to sit beside the chain's files comes in a call of its own: nothing else is copied."""
+    _node_cache(tmp_path, 16 << 20)
+    chain = tmp_path / "chain"
+    chain.mkdir()
+    (chain / "h200_text.json").write_text("{}")
+    (chain / "results").mkdir()
+    out, said = _collect(tmp_path, "--cache-only")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "compile-cache.tar.xz.part00",
+        "compile-cache.tar.xz.part01",
+    ]
+    assert "in 2 part(s)" in said

@@ -72,6 +72,7 @@ def test_cache_and_shards_carried_in_two_calls(tmp_path):
     cache.unlink()
     done = _run(tmp_path, str(_corpus(tmp_path)), str(cache))
     assert done.returncode == 0 and "2 shards, 96 tokens, sha256 as the manifest says" in done.stdout
+    assert "the one an earlier call put in" in done.stdout and "compiles cold" not in done.stdout
     done = _run(tmp_path, str(tmp_path / "none.tar.xz"), str(cache))
     assert done.returncode == 0 and "checking the corpus an earlier call unpacked" in done.stdout
     (tmp_path / "text" / "fineweb_val_000000.bin").write_bytes(b"w" * 64)
