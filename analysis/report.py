@@ -132,7 +132,8 @@ def grid_section(runs: pd.DataFrame, sweep: SweepInfo | dict, target) -> tuple[s
 
 CONTRASTS_HEADING = (
     "Contrasts the spec asks (delta = against - layers, positive = the layers' runs end lower or run "
-    "faster; each side's runs pooled over its points; p: Welch, two-sided, not corrected)"
+    "faster; a side of several points is one mean per point, of one point or the baseline its runs; "
+    "p: Welch, two-sided, not corrected)"
 )
 
 LAYER_POINT_COLUMNS = ["series", "arm", "layer", "final_val_loss", "train_time_s"]

@@ -397,9 +397,18 @@ def grid_table(runs: pd.DataFrame, baseline_arm: str, rng: np.random.Generator) 
     )
 
 
-CONTRAST_COLUMNS = ["contrast", "points", "n", "mean_val_loss", "against", "n_against",
+CONTRAST_COLUMNS = ["contrast", "points", "n", "mean_val_loss", "against", "against_points", "n_against",
                     "against_mean_val_loss", "loss_delta", "loss_ci95", "loss_p", "time_delta_s",
                     "time_p"]  # fmt: skip
+
+
+def _side(g: pd.DataFrame, col: str) -> pd.Series:
+    """A contrast side's sample: one mean per point when it holds several (each point counts once, however
+    many repeats it has), its runs when it holds one point (or is the baseline arm)."""
+    vals = g[["_layer", col]].dropna(subset=[col])
+    if vals["_layer"].nunique() > 1:
+        return vals.groupby("_layer")[col].mean()
+    return vals[col]
 
 
 def contrast_table(
@@ -409,13 +418,15 @@ def contrast_table(
     layers against those at its `against` layers (same arm) or the baseline arm's runs.
 
     delta = mean(against) − mean(layers), as the grid table's: positive = the layers' runs end lower /
-    run faster. The runs of all the side's points are pooled into one sample (Welch, two-sided, 95 %
-    interval): the test asks whether the group's runs differ, the spread between its points counted as
-    noise. `points` says how many of the side's layers have a run yet; fewer than 2 runs on a side: no
-    test. Not corrected for several contrasts: each is a question the spec asked before the runs."""
+    run faster. A side of several points is one mean per point (Welch over the point means: the test
+    asks whether the group's points differ, each point counted once whatever its repeats, the spread
+    between points counted as noise); a side of one point, or the baseline, is its runs. `points` says
+    how many of a side's layers have a run yet; fewer than 2 values on a side: its mean, no test. Not
+    corrected for several contrasts: each is a question the spec asked before the runs."""
     import pandas as pd
 
     ok = runs[(runs["status"] == "ok") & runs["final_val_loss"].notna()]
+    ok = ok.assign(train_time_s=ok["train_time_ms"] / 1000.0)
     layer_of = point_layers or {}
     rows = []
     for c in contrasts or ():
@@ -423,22 +434,26 @@ def contrast_table(
         at = arm.assign(_layer=[(layer_of.get(r) or {}).get(c["knob"]) for r in arm["run_id"]])
         side = at[at["_layer"].isin(c["layers"])]
         if c["against"] == "baseline":
-            other = ok[ok["arm"] == baseline_arm]
+            other = ok[ok["arm"] == baseline_arm].assign(_layer=None)
             other_name = baseline_arm if baseline_arm == "baseline" else f"{baseline_arm} (baseline)"
+            other_points = "-"
         else:
             other = at[at["_layer"].isin(c["against"])]
             other_name = f"layers {knobdiff.layer_ranges(sorted(c['against']))}"
+            other_points = f"{other['_layer'].nunique()} of {len(c['against'])}"
         rng = np.random.default_rng(BOOTSTRAP_SEED)
-        lc = stats.compare(other["final_val_loss"], side["final_val_loss"], rng)
-        tc = stats.compare(other["train_time_ms"] / 1000.0, side["train_time_ms"] / 1000.0, rng)
+        lc = stats.compare(_side(other, "final_val_loss"), _side(side, "final_val_loss"), rng)
+        tc = stats.compare(_side(other, "train_time_s"), _side(side, "train_time_s"), rng)
+        loss_n = f"no test (n={min(lc.n_baseline, lc.n_candidate)})"
         tested = lc.p_two_sided is not None
-        n1 = f"no test (n={min(len(side), len(other))})"
         rows.append(
             {"contrast": c["label"], "points": f"{side['_layer'].nunique()} of {len(c['layers'])}",
              "n": len(side), "mean_val_loss": lc.mean_candidate, "against": other_name,
-             "n_against": len(other), "against_mean_val_loss": lc.mean_baseline, "loss_delta": lc.diff,
-             "loss_ci95": f"[{lc.ci95_low:.4f}, {lc.ci95_high:.4f}]" if tested else n1,
-             "loss_p": lc.p_two_sided if tested else n1, "time_delta_s": tc.diff,
-             "time_p": tc.p_two_sided if tc.p_two_sided is not None else n1}
+             "against_points": other_points, "n_against": len(other),
+             "against_mean_val_loss": lc.mean_baseline, "loss_delta": lc.diff,
+             "loss_ci95": f"[{lc.ci95_low:.4f}, {lc.ci95_high:.4f}]" if tested else loss_n,
+             "loss_p": lc.p_two_sided if tested else loss_n, "time_delta_s": tc.diff,
+             "time_p": tc.p_two_sided if tc.p_two_sided is not None
+             else f"no test (n={min(tc.n_baseline, tc.n_candidate)})"}
         )  # fmt: skip
     return pd.DataFrame(rows, columns=CONTRAST_COLUMNS)

@@ -522,12 +522,22 @@ def plan_contrasts(spec: Spec) -> tuple[dict[str, Any], ...]:
     for i, c in enumerate(spec.contrasts):
         where = f"{spec.source}: contrasts[{i}]"
         arm = spec.arm(c.arm)
+        hint = ""
+        if spec.profile:
+            p = spec.profile
+            hint = f"; if profile {p} changes this grid, give profiles.{p} its own contrasts"
         points = [] if arm.is_command else arm_points(arm)
         knob = layer_knob(points)
         if knob is None:
             raise SpecError(
                 f"{where}.arm: arm {c.arm!r} does not sweep one knob a layer at a time "
-                '(e.g. mlp_off: {each_layer: "0-11"}); a contrast compares the points of such a grid'
+                f'(e.g. mlp_off: {{each_layer: "0-11"}}); a contrast compares the points of such a grid{hint}'
+            )
+        others = [k for k, values in arm.grid if k != knob and len(values) > 1]
+        if others:
+            raise SpecError(
+                f"{where}.arm: arm {c.arm!r} also sweeps {others[0]}, so a layer is several configurations; "
+                "a contrast compares the points of a grid over layers alone"
             )
         have = {p.layers[knob] for p in points}
         for side, layers in (("layers", c.layers), ("against", c.against or ())):
@@ -535,7 +545,7 @@ def plan_contrasts(spec: Spec) -> tuple[dict[str, Any], ...]:
             if missing:
                 raise SpecError(
                     f"{where}.{side}: layer {missing[0]} is not a point of arm {c.arm!r} "
-                    f"(its {knob} points: {layer_ranges(sorted(have))})"
+                    f"(its {knob} points: {layer_ranges(sorted(have))}){hint}"
                 )
         against: Any = "baseline" if c.against is None else list(c.against)
         out.append(
@@ -713,6 +723,11 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f}"
 
 
+def _contrast_sides(c: dict[str, Any]) -> str:
+    other = "the baseline arm" if c["against"] == "baseline" else layer_ranges(c["against"])
+    return f"{c['arm']}: {c['knob']} {layer_ranges(c['layers'])} vs {other}"
+
+
 def describe_plan(plan: Plan, done_run_ids: frozenset[str] | set[str] = frozenset()) -> str:
     """The plan as text: a header, the blocks and their runs in order, per-arm totals and an estimate.
 
@@ -727,7 +742,7 @@ def describe_plan(plan: Plan, done_run_ids: frozenset[str] | set[str] = frozense
         f"baseline arm: {plan.baseline_arm}; target val loss: "
         f"{'none' if plan.target_val_loss is None else plan.target_val_loss}",
         *([plan.description] if plan.description else []),
-        *(f"contrast (the report answers it): {c['label']}" for c in plan.contrasts),
+        *(f"contrast (the report answers it): {c['label']} [{_contrast_sides(c)}]" for c in plan.contrasts),
         "",
     ]
     aw = max([3, *(len(r.arm) for r in runs)])

@@ -493,9 +493,9 @@ _CONTRAST_EXAMPLE = '[{arm: drop_0_and_one, layers: "9-11", against: "1-8"}]'
 def _contrasts(ctx: _Ctx, value: Any, arms: tuple[Arm, ...], baseline: str) -> tuple[Contrast, ...]:
     """``contrasts:``, a list of {arm, layers, against, label}; whether the arm's grid sweeps those
     layers is the plan's to check (it knows the points)."""
-    if value is None:
+    if value is None or value == []:  # a profile clears the spec's with `contrasts: []`
         return ()
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list):
         raise ctx.fail("contrasts", f"expected a list of {{arm, layers, against}}, got {_describe(value)}; "
                        f"e.g. {_CONTRAST_EXAMPLE}")  # fmt: skip
     names = [a.name for a in arms]
@@ -520,9 +520,13 @@ def _contrasts(ctx: _Ctx, value: Any, arms: tuple[Arm, ...], baseline: str) -> t
         against = m["against"]
         if against == "baseline":
             other = None
-        elif isinstance(against, str) and _range_items(against) is None:
-            raise ctx.fail(f"{path}.against", f'{_describe(against)} is neither "baseline" nor a layer range '
-                           'such as "1-8"')  # fmt: skip
+        elif (
+            (isinstance(against, str) and _range_items(against) is None)
+            or against is None
+            or (isinstance(against, list) and any(isinstance(x, str) for x in against))
+        ):
+            raise ctx.fail(f"{path}.against", f'{_describe(against)} is neither "baseline" nor layers of '
+                           f'arm {arm!r} such as "1-8" (a contrast stays within one arm)')  # fmt: skip
         else:
             other = _parse_layers(ctx, against, f"{path}.against")
             both = sorted(set(layers) & set(other))
@@ -535,7 +539,12 @@ def _contrasts(ctx: _Ctx, value: Any, arms: tuple[Arm, ...], baseline: str) -> t
             label = f"{arm}: layers {layer_ranges(sorted(layers))} vs {side}"
         elif not isinstance(label, str) or not label.strip():
             raise ctx.fail(f"{path}.label", f"expected text, got {_describe(label)}")
-        out.append(Contrast(label=" ".join(label.split()), arm=arm, layers=layers, against=other))
+        label = " ".join(label.split())
+        if any(c.label == label for c in out):
+            raise ctx.fail(
+                f"{path}.label", f"{label!r} is the label of an earlier contrast; give each its own"
+            )
+        out.append(Contrast(label=label, arm=arm, layers=layers, against=other))
     return tuple(out)
 
 

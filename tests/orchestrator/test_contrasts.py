@@ -55,7 +55,7 @@ def test_a_contrast_reads_the_arm_its_layers_and_what_it_is_against():
          "contrasts[0].arm: 'baseline' is the baseline arm"),
         ([{"arm": "drop_one", "layers": "0-", "against": 1}], "contrasts[0].layers: 0- is not a layer range"),
         ([{"arm": "drop_one", "layers": 0, "against": "basline"}],
-         'contrasts[0].against: basline is neither "baseline" nor a layer range such as "1-8"'),
+         'contrasts[0].against: basline is neither "baseline" nor layers of arm \'drop_one\' such as "1-8"'),
         ([{"arm": "drop_one", "layers": "0-1", "against": "1-2"}],
          "contrasts[0].against: layer 1 is in layers"),
         ([{"arm": "drop_one", "layers": 0, "against": 1, "lable": "x"}], "contrasts[0].lable: unknown key"),
@@ -157,7 +157,9 @@ def _contrast_runs(tmp_path):
     return store.read_runs(tmp_path), layers
 
 
-def test_the_contrast_table_pools_a_sides_runs_and_tests_them(tmp_path):
+def test_a_side_of_several_points_counts_each_point_once(tmp_path):
+    """Layers 1-2 against layer 0: point 2 ran twice, point 1 once, so the side is the two point means
+    (3.40 and 3.43, mean 3.415; the three runs pooled would say 3.4233); layer 0, one point, is its runs."""
     import numpy as np
     from scipy import stats as sp
 
@@ -169,24 +171,41 @@ def test_the_contrast_table_pools_a_sides_runs_and_tests_them(tmp_path):
     ]
     table = contrast_table(runs, contrasts, layers, "baseline").set_index("contrast")
     late = table.loc["late"]
-    side, other = np.array([3.40, 3.42, 3.44]), np.array([3.31, 3.33])
+    side, other = np.array([3.40, 3.43]), np.array([3.31, 3.33])
     welch = sp.ttest_ind(other, side, equal_var=False)
-    assert (late["points"], late["n"], late["n_against"], late["against"]) == ("2 of 2", 3, 2, "layers 0")
+    assert (late["points"], late["n"], late["against_points"], late["n_against"]) == (
+        "2 of 2",
+        3,
+        "1 of 1",
+        2,
+    )
+    assert late["mean_val_loss"] == pytest.approx(3.415) and late["against"] == "layers 0"
     assert late["loss_delta"] == pytest.approx(other.mean() - side.mean())  # negative: the late ones cost
     assert late["loss_p"] == pytest.approx(welch.pvalue, rel=1e-6)
     ci = welch.confidence_interval()
     assert late["loss_ci95"] == f"[{ci.low:.4f}, {ci.high:.4f}]"
-    assert late["time_delta_s"] == pytest.approx(0.9025 - 0.96)
-    zero = table.loc["zero"]
-    assert (zero["against"], zero["mean_val_loss"], zero["against_mean_val_loss"]) == (
-        "baseline",
-        pytest.approx(3.32),
-        pytest.approx(3.31),
-    )
+    assert late["time_delta_s"] == pytest.approx(0.9025 - (0.95 + 0.965) / 2)
+    zero = table.loc["zero"]  # one point against the baseline: runs against runs
+    assert (
+        zero["against"],
+        zero["against_points"],
+        zero["mean_val_loss"],
+        zero["against_mean_val_loss"],
+    ) == ("baseline", "-", pytest.approx(3.32), pytest.approx(3.31))
+    assert zero["loss_p"] == pytest.approx(sp.ttest_ind([3.30, 3.32], [3.31, 3.33], equal_var=False).pvalue)
     one = table.loc["one"]  # one run on its side: its mean, no test
     assert (
         one["points"] == "1 of 1" and one["loss_p"] == "no test (n=1)" and one["loss_ci95"] == "no test (n=1)"
     )
+
+
+def test_the_time_test_counts_its_own_values(tmp_path):
+    """Runs without a train time leave the loss tested and say the time's own count."""
+    runs, layers = _contrast_runs(tmp_path)
+    runs.loc[runs["arm"] == "baseline", "train_time_ms"] = float("nan")
+    c = [{"label": "zero", "arm": "drop_one", "knob": "mlp_off", "layers": [0], "against": "baseline"}]
+    row = contrast_table(runs, c, layers, "baseline").iloc[0]
+    assert isinstance(row["loss_p"], float) and row["time_p"] == "no test (n=0)"
 
 
 def test_the_report_has_the_contrasts_table_when_sweep_json_asks(tmp_path):
@@ -198,6 +217,60 @@ def test_the_report_has_the_contrasts_table_when_sweep_json_asks(tmp_path):
                                                point_layers=layers, contrasts=contrasts))  # fmt: skip
     md = write_report(tmp_path)["md"].read_text()
     assert f"## {CONTRASTS_HEADING}" in md
-    assert "| late | 2 of 3 | 3 | 3.4200 | layers 0 | 2 | 3.3200 | -0.1000 |" in md
+    assert "| late | 2 of 3 | 3 | 3.4150 | layers 0 | 1 of 1 | 2 | 3.3200 | -0.0950 |" in md
     ResultsDir(tmp_path).write_sweep(SweepInfo("s", "grid", None, "baseline", point_layers=layers))
     assert CONTRASTS_HEADING not in write_report(tmp_path)["md"].read_text()
+
+
+@pytest.mark.parametrize(
+    "contrasts, message",
+    [
+        ([{"arm": "drop_one", "layers": 0, "against": ["baseline"]}],
+         "contrasts[0].against: a list is neither \"baseline\" nor layers of arm 'drop_one' such as \"1-8\" "
+         "(a contrast stays within one arm)"),
+        ([{"arm": "drop_one", "layers": 0, "against": None}], 'neither "baseline" nor layers of arm'),
+        ([{"arm": "drop_one", "layers": 0, "against": 1, "label": "x"},
+          {"arm": "drop_one", "layers": 2, "against": 1, "label": " x "}],
+         "contrasts[1].label: 'x' is the label of an earlier contrast; give each its own"),
+    ],
+)  # fmt: skip
+def test_more_contrast_mistakes_are_one_line(contrasts, message):
+    with pytest.raises(SpecError) as err:
+        _spec(contrasts)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+SMALL = {"grid": {"mlp_off": {"each_layer": "0-1"}}}
+
+
+def test_a_profile_clears_contrasts_with_an_empty_list_and_a_shrunk_grid_is_said():
+    raw = {"name": "s", "trainer": {"preset": "tiny"}, "arms": ARMS,
+           "contrasts": [{"arm": "drop_one", "layers": 2, "against": 0}],
+           "profiles": {"none": {"contrasts": []}, "small": {"arms": {"drop_one": SMALL}}}}  # fmt: skip
+    assert parse_spec(raw, profile="none").contrasts == ()
+    with pytest.raises(SpecError) as err:
+        make_plan(parse_spec(raw, profile="small"))
+    assert (
+        "layer 2 is not a point of arm 'drop_one' (its mlp_off points: 0-1); if profile small changes this "
+        "grid, give profiles.small its own contrasts" in str(err.value)
+    )
+
+
+def test_an_arm_that_also_sweeps_another_knob_is_refused():
+    arms = {**ARMS, "drop_one": {"grid": {"mlp_off": {"each_layer": "0-2"}, "steps": [10, 12]}}}
+    with pytest.raises(SpecError) as err:
+        make_plan(_spec([{"arm": "drop_one", "layers": 2, "against": 0}], arms=arms))
+    assert "arm 'drop_one' also sweeps steps, so a layer is several configurations" in str(err.value)
+
+
+def test_the_dry_run_lists_each_contrast_with_its_sides():
+    from orchestrator.plan import describe_plan
+
+    spec = _spec([{"arm": "drop_one", "layers": "1-2", "against": "baseline"},
+                  {"arm": "drop_0_and_one", "layers": 2, "against": 1}])  # fmt: skip
+    text = describe_plan(make_plan(spec))
+    assert (
+        "contrast (the report answers it): drop_one: layers 1-2 vs the baseline [drop_one: mlp_off 1-2 "
+        "vs the baseline arm]" in text
+    )
+    assert "[drop_0_and_one: mlp_off 2 vs 1]" in text
