@@ -273,3 +273,25 @@ def test_h200_text_figure_part_holds_the_readmes_figures():
     ]
     for text in quoted:
         assert text in readme, f"README no longer says {text!r} (results/h200-text-drop-one-mlp)"
+
+
+PARTIAL = [p for p in GPU_RESULTS if json.loads((p / "status.json").read_text())["state"] == "partial"]
+
+
+@pytest.mark.parametrize("folder", PARTIAL, ids=lambda p: p.name)
+def test_a_sweep_in_parts_resumes_with_todays_code(folder):
+    """A committed sweep still in parts (the real-text figure) resumes only while today's plan gives its
+    runs the ids they have: the trainer's source hash is in each id, so an edit of trainer/ (its corpus
+    builders excepted) would start the figure again on the GPU machine. Keep trainer/ as it is until the
+    figure is done, or restart it on purpose (docs/gpu.md)."""
+    from orchestrator.plan import make_plan
+
+    sweep = store.read_sweep(folder)
+    plan = make_plan(load_spec(folder / "spec.yaml", profile=sweep.get("profile")))
+    today = {r.run_id for r in plan.runs}
+    done = set(store.read_runs(folder)["run_id"])
+    assert done <= today, (
+        f"{len(done - today)} of {folder.name}'s {len(done)} runs have other ids in today's plan: "
+        "trainer/ or the spec changed since its first part"
+    )
+    assert today == set(sweep["run_ids"])
