@@ -225,7 +225,7 @@ _ITEMS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "point_layers": ("an object of knob -> layer (an integer >= 0)", _is_layers),
     "contrasts": (
         '{label, arm, knob, layers: [layers], against: "baseline" or [layers]}',
-        lambda v: _is_contrast(v),
+        _is_contrast,
     ),
 }
 """The check of each item of the list and object keys (their values, for an object)."""

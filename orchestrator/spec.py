@@ -520,15 +520,13 @@ def _contrasts(ctx: _Ctx, value: Any, arms: tuple[Arm, ...], baseline: str) -> t
         against = m["against"]
         if against == "baseline":
             other = None
-        elif (
-            (isinstance(against, str) and _range_items(against) is None)
-            or against is None
-            or (isinstance(against, list) and any(isinstance(x, str) for x in against))
-        ):
-            raise ctx.fail(f"{path}.against", f'{_describe(against)} is neither "baseline" nor layers of '
-                           f'arm {arm!r} such as "1-8" (a contrast stays within one arm)')  # fmt: skip
         else:
-            other = _parse_layers(ctx, against, f"{path}.against")
+            try:
+                other = _parse_layers(ctx, against, f"{path}.against")
+            except SpecError:
+                why = f'is neither "baseline" nor layers of arm {arm!r} such as "1-8"'
+                why += " (a contrast stays within one arm)"
+                raise ctx.fail(f"{path}.against", f"{_describe(against)} {why}") from None
             both = sorted(set(layers) & set(other))
             if both:
                 raise ctx.fail(f"{path}.against", f"layer {both[0]} is in layers too; the two sides "
