@@ -79,6 +79,7 @@ def layer_ablation(
     baseline_time_s: float | None = None,
     num_layers: int | None = None,
     colors: dict[str, str] | None = None,
+    baseline_runs: dict[str, Sequence[float]] | None = None,
 ):
     """The seed's drop-one plot: x layer index; y final val loss and, below it, train time (mean ± 95 %
     interval when n > 1), each against the baseline's mean.
@@ -87,6 +88,8 @@ def layer_ablation(
     per series. A line joins adjacent layers only: a grid of layers 0 and 11 is two points, not a line
     drawn through ten layers that never ran. With `num_layers` the axis shows every layer of the model
     (the ones left out of the grid too); `colors` maps a series to its colour (its arm's, in a report).
+    `baseline_runs` maps a panel's column to the baseline's runs: with two or more, their range is
+    shaded, so a point inside it is seen to be within what the baseline itself does from run to run.
     Returns (figure, [loss axes, time axes]); the time panel is there only when `train_time_s` is.
     """
     panels = [("final_val_loss", "final val loss", baseline_mean)]
@@ -117,6 +120,11 @@ def layer_ablation(
                     ax.plot(x[part], y[part], color=color, linewidth=1.2)
         if ref is not None:
             ax.axhline(ref, color=BASELINE_COLOR, linestyle="--", linewidth=1, label="baseline mean")
+        spread = np.asarray((baseline_runs or {}).get(col, ()), dtype=float)
+        spread = spread[np.isfinite(spread)]
+        if len(spread) > 1:
+            ax.axhspan(spread.min(), spread.max(), color=BASELINE_COLOR, alpha=0.12, linewidth=0,
+                       label=f"baseline runs' range (n={len(spread)})")  # fmt: skip
         if target is not None and col == "final_val_loss":
             ax.axhline(target, color="red", linestyle=":", linewidth=1, label=f"target {target}")
         ax.set_ylabel(ylabel)

@@ -240,6 +240,7 @@ OVERHEAD_PHASES = {
     "cold": "cold: empty compile cache",
     "seeded": "seeded: cache restored from another node",
     "new_config": "new config on a warm cache",
+    "elsewhere": "config compiled on another node before",
     "warm": "warm: config compiled on this node before",
     "unused": "no compile: the run cached nothing",
     "none": "no compile cache (--no-compile-cache)",
@@ -251,7 +252,9 @@ def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
 
     The executor records the node cache's state before a run (cold / seeded / warm); a run that is
     the first of its config (arm and knobs, not the seed) on its node with a warm cache still
-    compiles its own graphs, so it is told apart from a config the node compiled before.
+    compiles its own graphs, so it is told apart from a config the node compiled before; and one
+    whose config ran on another node before (a sweep in parts, each on a fresh machine) apart again:
+    the cache carried from that node may hold its graphs, and its start-up says whether it did.
     """
     df = run_order(runs)
     startup = df["startup_s"] if "startup_s" in df else pd.Series(np.nan, index=df.index)
@@ -261,10 +264,12 @@ def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
     what = df["params"].fillna(df["command"]) if "command" in df else df["params"]
     config = df["arm"].astype(str) + "|" + what.astype(str)
     first = ~pd.DataFrame({"config": config, "node": node}).duplicated()
+    seen = config.duplicated()  # the config ran before, on this node or another
     cache = df["compile_cache"] if "compile_cache" in df else pd.Series(None, index=df.index)
     inferred = pd.Series(np.where(first, "cold", "warm"), index=df.index)
     state = cache.where(cache.notna(), inferred).astype(str)
-    state = state.where(~((state == "warm") & first), "new_config")
+    state = state.where(~((state == "warm") & first & ~seen), "new_config")
+    state = state.where(~((state == "warm") & first & seen), "elsewhere")
     out = pd.DataFrame({"state": state, "startup_s": startup}).dropna()
     out = out[out["state"].isin(list(OVERHEAD_PHASES))]
     if out.empty:
@@ -289,7 +294,7 @@ def overhead_ratios(table: pd.DataFrame) -> list[str]:
         return []
     c = float(by.loc[cold, "mean_startup_s"])
     lines = []
-    for key in ("warm", "seeded", "new_config"):
+    for key in ("warm", "seeded", "new_config", "elsewhere"):
         phase = OVERHEAD_PHASES[key]
         if phase in by.index and c > 0:
             m, n = float(by.loc[phase, "mean_startup_s"]), int(by.loc[phase, "runs"])
@@ -418,6 +423,7 @@ def make_figures(
             base_time.mean() if len(base_time) else None,
             num_layers=_num_layers(ok),
             colors={s: colors.arm[a] for s, a in zip(pts["series"], pts["arm"], strict=True)},
+            baseline_runs={"final_val_loss": base_loss.to_numpy(), "train_time_s": base_time.to_numpy()},
         )[0]
     curves = figures.loss_curves(steps, ok, base, colors) if len(steps) and base is not None else None
     if curves is not None:

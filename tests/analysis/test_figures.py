@@ -83,6 +83,25 @@ def test_layer_ablation_takes_each_series_colour():
     assert drawn == {"a (mlp_off)": "#123456", "b (mlp_off)": "#ff7f0e"}  # b: the default cycle's C1
 
 
+def test_layer_ablation_shades_the_baseline_runs_range_when_it_has_two_or_more():
+    pts = pd.DataFrame(
+        {
+            "series": ["drop one"] * 2,
+            "layer": [0, 1],
+            "final_val_loss": [3.14, 3.15],
+            "train_time_s": [39.9, 39.8],
+        }
+    )
+    runs = {"final_val_loss": [3.1542, 3.1299, np.nan], "train_time_s": [40.98]}
+    _, (loss_ax, time_ax) = figures.layer_ablation(pts, 3.142, None, 40.98, baseline_runs=runs)
+    (band,) = [p for p in loss_ax.patches if p.get_label().startswith("baseline runs")]
+    ys = band.get_patch_transform().transform(band.get_path().vertices)[:, 1]  # Rectangle or Polygon
+    assert (ys.min(), ys.max()) == pytest.approx((3.1299, 3.1542))  # the NaN run left out
+    assert band.get_label() == "baseline runs' range (n=2)"
+    assert "baseline runs' range (n=2)" in [t.get_text() for t in loss_ax.get_legend().get_texts()]
+    assert not [p for p in time_ax.patches if p.get_label().startswith("baseline runs")]  # one run: no band
+
+
 def test_colors_baseline_black_an_arm_a_hue_its_configurations_shades():
     pairs = [("baseline", "baseline"), ("mlp0", "mlp0"), ("drop [3]", "drop"), ("drop [6]", "drop"),
              ("drop [11]", "drop")]  # fmt: skip

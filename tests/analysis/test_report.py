@@ -105,6 +105,33 @@ def test_overhead_tells_a_new_config_on_a_warm_cache_from_a_warm_config(tmp_path
     }
 
 
+def test_overhead_tells_a_config_compiled_on_another_node_from_a_new_one(tmp_path):
+    """A sweep in parts, each on a fresh machine: the second machine's first run of a config that the
+    first machine ran (its graphs may be in the carried cache) is neither new nor warm on that node."""
+    runs = store.read_runs(make_ab_results(tmp_path / "ab")).sort_values("order_index")
+    nodes = runs["node_id"].unique()
+    assert len(nodes) == 2
+    later = runs["node_id"] == nodes[1]
+    runs["started_at"] = pd.Timestamp("2026-12-01", tz="UTC") + pd.to_timedelta(
+        runs["order_index"] + later * 1000, unit="s"
+    )  # every run of the second node after every run of the first
+    runs["compile_cache"] = "warm"
+    for node in nodes:
+        runs.loc[runs.index[runs["node_id"] == node][0], "compile_cache"] = (
+            "cold" if node == nodes[0] else "seeded"
+        )
+    table = overhead_table(runs).set_index("phase")["runs"].to_dict()
+    # each node's first run is cold / seeded; on the first node the other arm is new, on the second it
+    # ran before (on the first node); the rest are warm
+    assert table == {
+        "cold: empty compile cache": 1,
+        "seeded: cache restored from another node": 1,
+        "new config on a warm cache": 1,
+        "config compiled on another node before": 1,
+        "warm: config compiled on this node before": len(runs) - 4,
+    }
+
+
 def test_report_without_target_skips_the_record_rule(tmp_path):
     md = write_report(make_ab_results(tmp_path / "ab", target=None))["md"].read_text()
     assert "record rule: skipped (no target: synthetic data)" in md and "p=" not in md.split("## Runs")[0]
