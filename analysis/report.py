@@ -130,6 +130,9 @@ def grid_section(runs: pd.DataFrame, sweep: SweepInfo | dict, target) -> tuple[s
     return verdict, pd.concat([pd.DataFrame([ref], columns=table.columns), table], ignore_index=True)
 
 
+ABOUT_HEADING = "About this sweep (the spec's description)"
+"""Its text is prose, not a table or lines: a paragraph in both reports."""
+SPREAD_HEADING = "Run-to-run spread: what the repeats can tell apart"
 CONTRASTS_HEADING = (
     "Contrasts the spec asks (delta = against - layers, positive = the layers' runs end lower or run "
     "faster; a side of several points is one mean per point, of one point or the baseline its runs; "
@@ -447,13 +450,15 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
     if runs.empty:
         return name, [("Verdict", ["no finished runs yet"])], {}
     kind = infer_kind(sweep, runs)
+    about = [(ABOUT_HEADING, [" ".join(sweep.description.split())])] if sweep.description else []
     if kind == "ab":
         verdict, body = ab_section(runs, sweep, target)
-        sections = [("Verdict", [verdict]), ("A/B summary", body)]
+        sections = [("Verdict", [verdict]), *about, ("A/B summary", body)]
     else:
         verdict, table = grid_section(runs, sweep, target)
         sections = [
             ("Verdict", [verdict]),
+            *about,
             (
                 "Configurations against the baseline (its own row first, then sorted by loss effect; "
                 "delta = baseline - config, "
@@ -461,6 +466,8 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
                 table,
             ),
         ]
+        if spread := summary.spread_lines(runs, baseline_arm(sweep, runs)):
+            sections.append((SPREAD_HEADING, spread))
         if sweep.contrasts:
             sections.append((CONTRASTS_HEADING, summary.contrast_table(
                 runs, sweep.contrasts, sweep.point_layers, baseline_arm(sweep, runs))))  # fmt: skip
@@ -499,7 +506,10 @@ def render_markdown(title: str, sections, fig_names) -> str:
     out = [f"# Report: {title}", ""]
     for heading, body in sections:
         out += [f"## {heading}", ""]
-        out += _md_table(body) if isinstance(body, pd.DataFrame) else ["```", *body, "```"]
+        if heading == ABOUT_HEADING:
+            out += list(body)
+        else:
+            out += _md_table(body) if isinstance(body, pd.DataFrame) else ["```", *body, "```"]
         out.append("")
     if fig_names:
         out += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in fig_names] + [""]
@@ -524,6 +534,8 @@ def render_html(title: str, sections, pngs: dict[str, bytes]) -> str:
             out.append(_html_table(body))
         elif heading == "Verdict":
             out.append(f'<p class="verdict" id="verdict">{esc(" ".join(body))}</p>')
+        elif heading == ABOUT_HEADING:
+            out.append(f"<p>{esc(' '.join(body))}</p>")
         else:
             out.append("<pre>" + esc("\n".join(body)) + "</pre>")
     if pngs:

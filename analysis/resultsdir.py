@@ -130,6 +130,9 @@ class SweepInfo:
     """run_id -> {knob: the layer its grid point sweeps}, for the runs whose point sweeps a layer (the
     plan's `GridPoint.layers`; the layer-ablation figure draws these). None (folders written before):
     the report infers the layers from the knob values."""
+    description: str | None = None
+    """The spec's description (its profile's, when the profile sets one): the report's first lines say
+    what the sweep is and why its repeats are what they are."""
     contrasts: list[dict[str, Any]] | None = None
     """The spec's contrasts (`{label, arm, knob, layers, against}`, against "baseline" or layers of the
     same arm): the report's "Contrasts" table. None: the spec had none."""
@@ -156,6 +159,7 @@ class SweepInfo:
             planned_runs=data.get("planned_runs"),
             run_ids=None if ids is None else tuple(ids),
             point_layers=data.get("point_layers"),
+            description=data.get("description"),
             contrasts=data.get("contrasts"),
         )
 
@@ -175,6 +179,8 @@ class SweepInfo:
             out["run_ids"] = list(self.run_ids)
         if self.point_layers is not None:
             out["point_layers"] = self.point_layers
+        if self.description:
+            out["description"] = self.description
         if self.contrasts is not None:
             out["contrasts"] = self.contrasts
         return out
@@ -216,6 +222,7 @@ _SWEEP_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "planned_runs": ("a count (an integer >= 0)", _is_count),
     "run_ids": ("a list of run ids", lambda v: isinstance(v, list | tuple)),
     "point_layers": ("an object of run id -> {knob: layer}", lambda v: isinstance(v, dict)),
+    "description": ("a string", lambda v: isinstance(v, str)),
     "contrasts": ("a list of contrasts", lambda v: isinstance(v, list | tuple)),
 }
 """sweep.json's keys: what each holds (for the message) and its check (null is always allowed)."""

@@ -16,6 +16,7 @@ module (the CLI does, for `DEFAULT_TARGET`) costs only numpy.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -291,4 +292,42 @@ def runs_needed(
     while lo < hi:  # power grows with n: bisect for the first n that reaches it
         mid = (lo + hi) // 2
         lo, hi = (mid + 1, hi) if achieved(mid) < power else (lo, mid)
+    return hi
+
+
+def pooled_sd(groups: Iterable[Sequence[float]]) -> tuple[float | None, int]:
+    """(the pooled standard deviation of groups of repeats, its degrees of freedom): every group of two
+    or more values adds its squared deviations from its own mean and its n − 1. (None, 0) without one."""
+    ss, df = 0.0, 0
+    for g in groups:
+        v = np.asarray([x for x in g if x is not None and math.isfinite(x)], dtype=float)
+        if len(v) > 1:
+            ss += float(((v - v.mean()) ** 2).sum())
+            df += len(v) - 1
+    return (math.sqrt(ss / df), df) if df else (None, 0)
+
+
+def detectable_effect(
+    sd: float, n1: int, n2: int, *, alpha: float = 0.025, power: float = 0.8, df: int | None = None
+) -> float | None:
+    """The smallest true difference of two means (n1 and n2 runs) that a t-test at one-sided `alpha`
+    (0.025: 5 % two-sided) shows with `power`, when the runs' sd is `sd` (noncentral t, scipy.special).
+    df: the t-test's degrees of freedom (default n1 + n2 − 2). None when the test has no df."""
+    from scipy import special
+
+    df = n1 + n2 - 2 if df is None else df
+    if not (sd > 0 and math.isfinite(sd) and n1 > 0 and n2 > 0 and df > 0):
+        return None
+    se = sd * math.sqrt(1.0 / n1 + 1.0 / n2)
+    crit = special.stdtrit(df, 1 - alpha)
+
+    def achieved(effect: float) -> float:
+        return 1.0 - float(special.nctdtr(df, effect / se, crit))
+
+    lo, hi = 0.0, se
+    while achieved(hi) < power:  # power grows with the effect: double, then bisect
+        lo, hi = hi, hi * 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if achieved(mid) < power else (lo, mid)
     return hi

@@ -397,6 +397,58 @@ def grid_table(runs: pd.DataFrame, baseline_arm: str, rng: np.random.Generator) 
     )
 
 
+SPREAD_EFFECTS = (0.005, 0.01, 0.02)
+"""Loss differences (final val loss) the repeats line asks runs for: at GPT-2 small's ~3.28, a record's
+margins and the seed's layer effects are of this size."""
+
+
+def spread_lines(runs: pd.DataFrame, baseline_arm: str | None) -> list[str]:
+    """What a grid's repeats can tell apart: the run-to-run sd (pooled over every configuration with two
+    or more ok runs, seeds apart), the smallest difference from the baseline its points' run counts can
+    show, and how many runs a point would need for the differences of SPREAD_EFFECTS. Tests: t, 5 %
+    two-sided, 80 % power, at the sd as measured (with few degrees of freedom that sd is itself rough,
+    and the line says how many it has). Empty without a baseline arm."""
+    ok = runs[(runs["status"] == "ok") & runs["final_val_loss"].notna()]
+    if baseline_arm is None or not (ok["arm"] == baseline_arm).any():
+        return []
+    ok = ok.assign(config=config_names(ok, baseline_arm), train_time_s=ok["train_time_ms"] / 1000.0)
+    groups = ok.groupby("config")
+    sd, df = stats.pooled_sd(g.to_numpy(float) for _, g in groups["final_val_loss"])
+    if sd is None:
+        return ["run-to-run spread: unknown (no configuration has two runs yet): a grid point's difference "
+                "from the baseline has no test until repeats run"]  # fmt: skip
+    repeated = int((groups.size() > 1).sum())
+    t_sd, t_df = stats.pooled_sd(g.dropna().to_numpy(float) for _, g in groups["train_time_s"])
+    lines = [
+        f"run-to-run sd of final val loss: {sd:.5f} (pooled over {counted(repeated, 'configuration')} with "
+        f"repeats, {counted(df, 'degree')} of freedom)"
+        + (f"; of train time: {t_sd:.4f} s" if t_sd is not None else "")
+    ]
+    n_base = int((ok["arm"] == baseline_arm).sum())
+    points = ok[ok["arm"] != baseline_arm].groupby("config").size()
+    shown = []
+    for n in sorted(set(points)):
+        loss = stats.detectable_effect(sd, int(n), n_base)
+        time = stats.detectable_effect(t_sd, int(n), n_base) if t_sd is not None else None
+        if loss is None:
+            continue
+        many = counted(int((points == n).sum()), "point")
+        what = f"a point of {counted(int(n), 'run')} ({many}): {loss:.4f}"
+        shown.append(what + (f" in loss, {time:.2f} s in time" if time is not None else ""))
+    if shown:
+        lines.append(
+            f"smallest difference from the baseline ({counted(n_base, 'run')}) shown at 5 % two-sided with "
+            f"80 % power, at this sd: " + "; ".join(shown)
+        )
+    need = []
+    for effect in SPREAD_EFFECTS:
+        n = stats.runs_needed(effect, sd, alpha=0.025, two_sample=True, n_max=1000)
+        need.append(f"{effect:g}: {'over 1000' if n is None else n}")
+    lines.append("runs a point needs, with as many baseline runs, to show a loss difference of "
+                 + ", ".join(need))  # fmt: skip
+    return lines
+
+
 CONTRAST_COLUMNS = ["contrast", "points", "n", "mean_val_loss", "against", "against_points", "n_against",
                     "against_mean_val_loss", "loss_delta", "loss_ci95", "loss_p", "time_delta_s",
                     "time_p"]  # fmt: skip

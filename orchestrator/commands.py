@@ -187,6 +187,7 @@ def sweep_info(plan, spec_path: Path) -> SweepInfo:
         planned_runs=len(plan.runs),
         run_ids=tuple(r.run_id for r in plan.runs),
         point_layers={r.run_id: dict(r.point.layers) for r in plan.runs if r.point.layers},
+        description=plan.description or None,
         contrasts=list(plan.contrasts) or None,
     )
 

@@ -1,6 +1,7 @@
 """Reports: stable text against stored expected output, HTML structure, grid tables and figures."""
 
 import base64
+import json
 import re
 from pathlib import Path
 
@@ -465,3 +466,51 @@ def test_identical_runs_report_without_a_runtime_warning(tmp_path):
     assert "Welch t=n/a df=1.0 p(one-sided, candidate faster)=n/a p(two-sided)=n/a" in lines
     row = next(line for line in md.splitlines() if line.startswith("| candidate |")).split(" | ")
     assert row[1:4] == ["3", "3.3000", "0.0000"] and row[6:8] == ["0.0000", "n/a"]  # no spread in time: no p
+
+
+def test_grid_report_says_what_its_repeats_can_tell_apart(tmp_path):
+    """The spread section: sd pooled over the configurations with repeats (baseline x3 and the 11
+    drop_0_and_one points x2 of the fixture), the smallest difference each point size can show, and the
+    runs a point needs; none of it without repeats."""
+    from analysis import stats, summary
+    from analysis.report import SPREAD_HEADING
+
+    folder = make_grid_results(tmp_path / "g")
+    runs = store.read_runs(folder)
+    names = summary.config_names(runs, "baseline")
+    sd, df = stats.pooled_sd(g.to_numpy(float) for _, g in runs.groupby(names)["final_val_loss"])
+    assert df == 2 + 11
+    lines = summary.spread_lines(runs, "baseline")
+    head = f"run-to-run sd of final val loss: {sd:.5f} (pooled over 12 configurations with"
+    assert lines[0].startswith(head)
+    assert "13 degrees of freedom" in lines[0]
+    one, two = stats.detectable_effect(sd, 1, 3), stats.detectable_effect(sd, 2, 3)
+    assert f"a point of 1 run (11 points): {one:.4f} in loss" in lines[1]
+    assert f"a point of 2 runs (11 points): {two:.4f} in loss" in lines[1] and two < one
+    n = stats.runs_needed(0.01, sd, alpha=0.025, two_sample=True, n_max=1000)
+    assert f"0.01: {n}," in lines[2]
+    md = write_report(folder)["md"].read_text()
+    assert f"## {SPREAD_HEADING}" in md and lines[2] in md
+    single = runs[~names.duplicated()]  # one run a configuration
+    assert summary.spread_lines(single, "baseline")[0].startswith("run-to-run spread: unknown")
+    assert summary.spread_lines(runs, None) == []
+
+
+def test_report_says_the_sweeps_description_as_a_paragraph_after_the_verdict(tmp_path):
+    from analysis.report import ABOUT_HEADING
+
+    folder = make_grid_results(tmp_path / "g")
+    sweep = json.loads((folder / "sweep.json").read_text())
+    text = "Why these repeats: <a baseline sd of 0.0078>\n  over four runs."
+    (folder / "sweep.json").write_text(json.dumps({**sweep, "description": text}))
+    paths = write_report(folder)
+    md = paths["md"].read_text()
+    headings = re.findall(r"^## (.*)$", md, flags=re.M)
+    assert headings[:2] == ["Verdict", ABOUT_HEADING]
+    para = md.split(f"## {ABOUT_HEADING}\n\n", 1)[1].split("\n\n", 1)[0]
+    assert para == "Why these repeats: <a baseline sd of 0.0078> over four runs."  # prose, not a code block
+    html_text = paths["html"].read_text()
+    assert "<p>Why these repeats: &lt;a baseline sd of 0.0078&gt; over four runs.</p>" in html_text
+    (folder / "sweep.json").write_text(json.dumps({**sweep, "description": 3}))
+    with pytest.raises(InputError, match="description is 3, not a string"):
+        write_report(folder)

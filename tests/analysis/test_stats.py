@@ -95,3 +95,26 @@ def test_runs_needed_reaches_the_power_and_is_minimal():
     assert power(n) >= 0.8 > power(n - 1)
     assert stats.runs_needed(-0.001, 0.001) is None
     assert stats.runs_needed(1.0, 1.0, two_sample=True) > stats.runs_needed(1.0, 1.0)
+
+
+def test_pooled_sd_pools_each_groups_deviations_from_its_own_mean():
+    sd, df = stats.pooled_sd([[3.15, 3.13], [3.20, 3.22, 3.24], [3.3], [float("nan"), 3.1, 3.1]])
+    ss = 2 * 0.01**2 + (0.02**2 + 0 + 0.02**2) + 0.0  # the lone 3.3 adds nothing; the NaN is left out
+    assert df == 1 + 2 + 1 and sd == pytest.approx(math.sqrt(ss / df))
+    assert stats.pooled_sd([[1.0], [2.0]]) == (None, 0)
+
+
+def test_detectable_effect_is_the_effect_runs_needed_reaches():
+    """The two agree: runs_needed(effect) = n exactly when n runs a side show `effect` and n - 1 do not;
+    and at large n the effect is (z_0.975 + z_0.8) standard errors."""
+    sd = 0.0078
+    for effect in (0.005, 0.01, 0.02):
+        n = stats.runs_needed(effect, sd, alpha=0.025, two_sample=True)
+        assert stats.detectable_effect(sd, n, n) <= effect < stats.detectable_effect(sd, n - 1, n - 1)
+    se = sd * math.sqrt(2 / 5000)
+    z = st.norm.ppf(0.975) + st.norm.ppf(0.8)
+    assert stats.detectable_effect(sd, 5000, 5000) == pytest.approx(z * se, rel=1e-3)
+    # one run against two: a t-test of 1 degree of freedom, whose 5 % point is 12.7
+    one = stats.detectable_effect(sd, 1, 2)
+    assert one > 12.7 * sd * math.sqrt(1.5)
+    assert stats.detectable_effect(sd, 1, 1) is None and stats.detectable_effect(0.0, 3, 3) is None

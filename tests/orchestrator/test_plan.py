@@ -450,6 +450,12 @@ def test_sweep_json_holds_the_plans_run_ids_and_grid_layers():
     drop = {r.run_id: r.point.layers["mlp_off"] for r in plan.runs if r.arm == "drop_one"}
     assert info["point_layers"] == {rid: {"mlp_off": layer} for rid, layer in drop.items()}
     assert sorted(drop.values()) == [6, 11]
+    # the description, the profile's where it sets one (the report's first lines); none: no key
+    spec = Path(__file__).resolve().parents[2] / "sweeps" / "drop_one_mlp.yaml"
+    text = sweep_info(make_plan(load_spec(spec, profile="h200-text")), spec).to_json()["description"]
+    assert text.startswith("The seed's figure at h200-mini") and "4 runs a point" in text
+    assert sweep_info(make_plan(load_spec(spec)), spec).to_json()["description"].startswith("Drop one MLP")
+    assert "description" not in sweep_info(dataclasses.replace(plan, description=""), spec).to_json()
 
 
 # ---------------------------------------------------------------------------------------------
