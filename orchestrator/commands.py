@@ -211,6 +211,43 @@ def _decider(plan):
     return decide
 
 
+def _measured(results_dir: Path, plan, done: set[str]):
+    """The dry-run's pace from the folder's finished runs of this plan (`plan.Measured`): ok runs with a
+    wall time that did not start on an empty compile cache (a cold compile is once a machine), and of
+    those the repeats (their configuration ran before them, in the order they started). None when none
+    has, or without pandas and pyarrow."""
+    import importlib.util
+
+    from orchestrator.plan import Measured, config_key
+
+    if not done or not all(importlib.util.find_spec(m) for m in ("pandas", "pyarrow")):
+        return None  # the GPU machines' slim bundle may lack them: the plan's own estimate stands
+    keys = {r.run_id: config_key(r) for r in plan.runs}
+    runs = ResultsDir(results_dir).read_runs()
+    ok = runs[runs["run_id"].isin(done & set(keys)) & (runs["status"] == "ok")]
+    if ok.empty:
+        return None
+    order = [k for k in ("started_at", "run_id") if k in ok]
+    ok = ok.sort_values(order, kind="stable", na_position="last").reset_index(drop=True)
+    config = ok["run_id"].map(keys)
+    repeat = config.duplicated()  # its configuration ran before it
+    timed = ok["wall_s"].notna()
+    if "compile_cache" in ok:
+        timed &= ok["compile_cache"] != "cold"
+    if not timed.any():
+        return None
+    walls = ok[timed]
+    by_arm = {str(a): float(w) for a, w in walls.groupby("arm")["wall_s"].mean().items()}
+    repeats = ok[timed & repeat]["wall_s"]
+    return Measured(
+        runs=len(walls),
+        wall_s=float(walls["wall_s"].mean()),
+        by_arm=by_arm,
+        repeat_wall_s=float(repeats.mean()) if len(repeats) else None,
+        configs=frozenset(config),
+    )
+
+
 EXIT_RUNS_LEFT = 3
 """`ablate run` stopped starting blocks (--max-blocks, --time-limit) with runs left: run it again."""
 
@@ -229,7 +266,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         done = ResultsDir(results_dir).finished_run_ids()
         if args.retry_failed:
             done -= _retryable(results_dir, plan) or set()
-        print(describe_plan(plan, done_run_ids=frozenset(done)))
+        print(describe_plan(plan, done_run_ids=frozenset(done), measured=_measured(results_dir, plan, done)))
         _plan_checks(spec, plan, dry_run=True)
         return 0
     _plan_checks(spec, plan, dry_run=False)

@@ -728,10 +728,33 @@ def _contrast_sides(c: dict[str, Any]) -> str:
     return f"{c['arm']}: {c['knob']} {layer_ranges(c['layers'])} vs {other}"
 
 
-def describe_plan(plan: Plan, done_run_ids: frozenset[str] | set[str] = frozenset()) -> str:
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """What a results folder's finished runs took (the dry-run's estimate from them): mean wall seconds
+    per arm, and over all, of the ok runs of the plan that did not start on an empty compile cache."""
+
+    runs: int
+    wall_s: float
+    by_arm: dict[str, float]
+    repeat_wall_s: float | None = None
+    """Mean wall of the runs whose configuration (arm and grid point) had run before them: what a run
+    left whose configuration has run here takes (its graphs are compiled). None: no such run yet."""
+    configs: frozenset[tuple[str, str]] = frozenset()
+    """(arm, point) of the configurations that have run (`config_key`)."""
+
+
+def config_key(run: RunSpec) -> tuple[str, str]:
+    """A run's configuration, seeds apart: its arm and its grid point's values."""
+    return run.arm, json.dumps(run.point.values, sort_keys=True, default=str)
+
+
+def describe_plan(
+    plan: Plan, done_run_ids: frozenset[str] | set[str] = frozenset(), measured: Measured | None = None
+) -> str:
     """The plan as text: a header, the blocks and their runs in order, per-arm totals and an estimate.
 
-    Runs already in ``done_run_ids`` are marked ``done`` and left out of the estimate.
+    Runs already in ``done_run_ids`` are marked ``done`` and left out of the estimate; with ``measured``
+    (the folder's finished runs) a second estimate says what the runs left take at the pace measured.
     """
     runs = plan.runs
     gpus = max((b.gpus for b in plan.blocks), default=0)
@@ -759,7 +782,7 @@ def describe_plan(plan: Plan, done_run_ids: frozenset[str] | set[str] = frozense
                 f"{r.replicate:>3} "
                 f"{r.gpus:>4} {r.seed:>10}  {r.run_id:<16}  {state}"
             )
-    lines += ["", *_arm_totals(plan), "", *_estimate_lines(plan, done_run_ids)]
+    lines += ["", *_arm_totals(plan), "", *_estimate_lines(plan, done_run_ids, measured)]
     return "\n".join(lines) + "\n"
 
 
@@ -824,8 +847,39 @@ def _argv_diff(a: list[str], b: list[str]) -> list[str]:
     return out
 
 
-def _estimate_lines(plan: Plan, done: frozenset[str] | set[str]) -> list[str]:
+def _estimate_lines(
+    plan: Plan, done: frozenset[str] | set[str], measured: Measured | None = None
+) -> list[str]:
     todo = [r for r in plan.runs if r.run_id not in done]
+    lines = _plain_estimate_lines(plan, todo)
+    if todo and measured is not None and measured.runs:
+
+        def pace(r: RunSpec) -> float:
+            if measured.repeat_wall_s is not None and config_key(r) in measured.configs:
+                return measured.repeat_wall_s
+            return measured.by_arm.get(r.arm, measured.wall_s)
+
+        repeats = sum(config_key(r) in measured.configs for r in todo) if measured.repeat_wall_s else 0
+        of_repeats = (
+            f", {repeats} of them repeats of a configuration that ran here ({measured.repeat_wall_s:.0f} s "
+            "each, as the repeats so far)"
+            if repeats
+            else ""
+        )
+        lines.append(
+            f"measured here: {measured.runs} finished run(s) that did not compile cold took "
+            f"{measured.wall_s:.0f} s each (wall, start-up included); the {len(todo)} left, one after "
+            f"another: ~{_minutes(sum(pace(r) for r in todo))}{of_repeats}"
+        )
+    return lines
+
+
+def _minutes(seconds: float) -> str:
+    m = round(seconds / 60)
+    return f"{m} min" if m < 120 else f"{seconds / 3600:.1f} h"
+
+
+def _plain_estimate_lines(plan: Plan, todo: list[RunSpec]) -> list[str]:
     known = [r for r in todo if r.estimate_s is not None]
     run_s = sum(r.estimate_s for r in known)
     gpu_s = sum(r.estimate_s * r.gpus for r in known)

@@ -220,6 +220,40 @@ def test_dry_run_needs_neither_pandas_nor_pyarrow(tmp_path):
     assert re.search(rf"{first}\s+done", proc.stdout) and "to run: 3 of 4 runs (1 done)" in proc.stdout
 
 
+def test_dry_run_estimates_the_runs_left_at_the_pace_the_folder_measured(tmp_path, capsys):
+    """A sweep in parts plans its next part from what its runs took: a cold start left out, a repeat of a
+    configuration that ran at the repeats' pace, another at its arm's."""
+    from orchestrator.plan import make_plan
+    from orchestrator.spec import load_spec
+    from tests.analysis.helpers import run_row
+
+    spec = write_spec(tmp_path)
+    runs = {(r.arm, r.replicate): r.run_id for r in make_plan(load_spec(spec)).runs}
+    results = tmp_path / "r"
+    walls = {("base", 0): ("cold", 500.0), ("cand", 0): ("warm", 130.0), ("base", 1): ("warm", 70.0)}
+    for when, ((arm, rep), (cache, wall)) in enumerate(walls.items()):
+        row = run_row(runs[arm, rep], arm, loss=3.3, time_ms=1000.0, when=when)
+        store.write_run(results, {**row, "replicate": rep, "wall_s": wall, "compile_cache": cache}, {})
+    assert main(["run", str(spec), "--dry-run", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    # cand's second run repeats a configuration that ran: 70 s, the one repeat's (base's second run)
+    assert (
+        "measured here: 2 finished run(s) that did not compile cold took 100 s each (wall, start-up "
+        "included); the 1 left, one after another: ~1 min, 1 of them repeats of a configuration that "
+        "ran here (70 s each, as the repeats so far)"
+    ) in out
+    # without a repeat yet: each arm's pace, the measured runs' where its arm has none (base: cold only)
+    fresh = tmp_path / "r2"
+    for when, (arm, rep) in enumerate([("base", 0), ("cand", 0)]):
+        cache, wall = walls[arm, rep]
+        row = run_row(runs[arm, rep], arm, loss=3.3, time_ms=1000.0, when=when)
+        store.write_run(fresh, {**row, "wall_s": wall, "compile_cache": cache}, {})
+    assert main(["run", str(spec), "--dry-run", "--results", str(fresh)]) == 0
+    out = capsys.readouterr().out
+    assert "1 finished run(s) that did not compile cold took 130 s each" in out
+    assert "the 2 left, one after another: ~4 min" in out and "repeats" not in out.split("measured")[1]
+
+
 # ------------------------------------------------------------------------------------------ issue 17
 
 FAKE_TRAINER = """\
