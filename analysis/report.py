@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -243,7 +244,7 @@ OVERHEAD_PHASES = {
     "cold": "cold: empty compile cache",
     "seeded": "seeded: cache restored from another node",
     "new_config": "new config on a warm cache",
-    "elsewhere": "config compiled on another node before",
+    "elsewhere": "config compiled elsewhere before, on a seeded cache",
     "warm": "warm: config compiled on this node before",
     "unused": "no compile: the run cached nothing",
     "none": "no compile cache (--no-compile-cache)",
@@ -253,26 +254,16 @@ OVERHEAD_PHASES = {
 def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
     """startup_s = wall_s − train time, by what the run's compile cache held when it started.
 
-    The executor records the node cache's state before a run (cold / seeded / warm); a run that is
-    the first of its config (arm and knobs, not the seed) on its node with a warm cache still
-    compiles its own graphs, so it is told apart from a config the node compiled before; and one
-    whose config ran on another node before (a sweep in parts, each on a fresh machine) apart again:
-    the cache carried from that node may hold its graphs, and its start-up says whether it did.
+    The executor records the node cache's state before a run (cold / seeded / warm); `_cache_states`
+    refines a warm one by config (arm and knobs, not the seed): the first run of its config on that
+    cache compiles its own graphs (a new config); on a cache that began seeded, the first run of a
+    config that an earlier cache compiled (a sweep in parts, each on a fresh machine) may find its
+    graphs in the seed, and its start-up says whether it did; else it is warm.
     """
     df = run_order(runs)
     startup = df["startup_s"] if "startup_s" in df else pd.Series(np.nan, index=df.index)
     startup = startup.fillna(df["wall_s"] - df["train_time_ms"] / 1000.0)
-    node = df["node_id"].fillna(df["hostname"]).fillna("?").astype(str)
-    # a config: the arm's knobs (trainer arms; their command carries the seed) or its command (scripts)
-    what = df["params"].fillna(df["command"]) if "command" in df else df["params"]
-    config = df["arm"].astype(str) + "|" + what.astype(str)
-    first = ~pd.DataFrame({"config": config, "node": node}).duplicated()
-    seen = config.duplicated()  # the config ran before, on this node or another
-    cache = df["compile_cache"] if "compile_cache" in df else pd.Series(None, index=df.index)
-    inferred = pd.Series(np.where(first, "cold", "warm"), index=df.index)
-    state = cache.where(cache.notna(), inferred).astype(str)
-    state = state.where(~((state == "warm") & first & ~seen), "new_config")
-    state = state.where(~((state == "warm") & first & seen), "elsewhere")
+    state = _cache_states(df)
     out = pd.DataFrame({"state": state, "startup_s": startup}).dropna()
     out = out[out["state"].isin(list(OVERHEAD_PHASES))]
     if out.empty:
@@ -286,6 +277,45 @@ def overhead_table(runs: pd.DataFrame) -> pd.DataFrame:
     table = table.reindex([k for k in OVERHEAD_PHASES if k in table.index])
     table.insert(0, "phase", [OVERHEAD_PHASES[k] for k in table.index])
     return table.reset_index(drop=True)
+
+
+def _cache_states(df: pd.DataFrame) -> pd.Series:
+    """Each run's compile-cache phase (a key of OVERHEAD_PHASES), the runs in the order they ran.
+
+    A cache lives on a host (hostname; the node id where none is recorded: a new embedded Ray gives
+    the same machine a new node id, its cache stays) from a cold or seeded start, or the host's first
+    run, to the next such start; its runs are told apart by config within that life. Where a run
+    recorded no state, the first of its config in the life counts as cold, later ones as warm.
+    """
+    host = df["hostname"] if "hostname" in df else pd.Series(None, index=df.index, dtype=object)
+    if "node_id" in df:
+        host = host.fillna(df["node_id"])
+    host = host.fillna("?").astype(str)
+    # a config: the arm's knobs (trainer arms; their command carries the seed) or its command (scripts)
+    what = df["params"].fillna(df["command"]) if "command" in df else df["params"]
+    config = df["arm"].astype(str) + "|" + what.astype(str)
+    cache = df["compile_cache"] if "compile_cache" in df else pd.Series(None, index=df.index, dtype=object)
+    life_of: dict[str, int] = {}
+    began: list[str] = []
+    seen: set[tuple[int, str]] = set()
+    lives_of_config: dict[str, set[int]] = {}
+    states = []
+    for h, c, st in zip(host, config, cache, strict=True):
+        st = st if isinstance(st, str) else None
+        if st in ("cold", "seeded") or h not in life_of:
+            life_of[h] = len(began)
+            began.append(st or "cold")
+        life = life_of[h]
+        first = (life, c) not in seen
+        if st is None:
+            st = "cold" if first else "warm"
+        elif st == "warm" and first:
+            earlier = any(other < life for other in lives_of_config.get(c, ()))
+            st = "elsewhere" if began[life] == "seeded" and earlier else "new_config"
+        states.append(st)
+        seen.add((life, c))
+        lives_of_config.setdefault(c, set()).add(life)
+    return pd.Series(states, index=df.index)
 
 
 def overhead_ratios(table: pd.DataFrame) -> list[str]:
@@ -502,12 +532,22 @@ def _md_table(df: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _md_prose(text: str) -> str:
+    """`text` as a Markdown paragraph that shows what it says: <, > and & escaped (a renderer would take
+    `<a ...>` for a tag and drop it), and a leading #, >, -, +, * or "1." not read as a heading, quote,
+    list or rule (a backslash before the mark)."""
+    text = html.escape(text, quote=False)  # a leading ">" is now "&gt;": no quote
+    if text[:1] in ("#", "-", "+", "*"):
+        return "\\" + text
+    return re.sub(r"^(\d+)([.)])(?=\s)", r"\1\\\2", text)  # "1. " -> "1\. "
+
+
 def render_markdown(title: str, sections, fig_names) -> str:
     out = [f"# Report: {title}", ""]
     for heading, body in sections:
         out += [f"## {heading}", ""]
         if heading == ABOUT_HEADING:
-            out += list(body)
+            out += [_md_prose(line) for line in body]
         else:
             out += _md_table(body) if isinstance(body, pd.DataFrame) else ["```", *body, "```"]
         out.append("")

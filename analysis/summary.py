@@ -403,11 +403,14 @@ margins and the seed's layer effects are of this size."""
 
 
 def spread_lines(runs: pd.DataFrame, baseline_arm: str | None) -> list[str]:
-    """What a grid's repeats can tell apart: the run-to-run sd (pooled over every configuration with two
-    or more ok runs, seeds apart), the smallest difference from the baseline its points' run counts can
-    show, and how many runs a point would need for the differences of SPREAD_EFFECTS. Tests: t, 5 %
-    two-sided, 80 % power, at the sd as measured (with few degrees of freedom that sd is itself rough,
-    and the line says how many it has). Empty without a baseline arm."""
+    """What a grid's repeats can tell apart, by the table's own test (Welch, two-sided, 80 % power,
+    simulated: `stats.welch_power`): the run-to-run sd (pooled over every configuration with two or
+    more ok runs, seeds apart; with few degrees of freedom that sd is itself rough, and the line says
+    how many it has), the smallest difference from the baseline each point size shows, uncorrected
+    and at the table's Holm bar (its strongest point needs p < 5 %/m over m configurations), and how
+    many runs a point would need for the differences of SPREAD_EFFECTS. Points of one run get no test
+    in the table (only the contrasts, which pool points, use them): said, not priced. Empty without a
+    baseline arm."""
     ok = runs[(runs["status"] == "ok") & runs["final_val_loss"].notna()]
     if baseline_arm is None or not (ok["arm"] == baseline_arm).any():
         return []
@@ -418,7 +421,7 @@ def spread_lines(runs: pd.DataFrame, baseline_arm: str | None) -> list[str]:
         return ["run-to-run spread: unknown (no configuration has two runs yet): a grid point's difference "
                 "from the baseline has no test until repeats run"]  # fmt: skip
     repeated = int((groups.size() > 1).sum())
-    t_sd, t_df = stats.pooled_sd(g.dropna().to_numpy(float) for _, g in groups["train_time_s"])
+    t_sd, _ = stats.pooled_sd(g.dropna().to_numpy(float) for _, g in groups["train_time_s"])
     lines = [
         f"run-to-run sd of final val loss: {sd:.5f} (pooled over {counted(repeated, 'configuration')} with "
         f"repeats, {counted(df, 'degree')} of freedom)"
@@ -426,26 +429,41 @@ def spread_lines(runs: pd.DataFrame, baseline_arm: str | None) -> list[str]:
     ]
     n_base = int((ok["arm"] == baseline_arm).sum())
     points = ok[ok["arm"] != baseline_arm].groupby("config").size()
-    shown = []
-    for n in sorted(set(points)):
-        loss = stats.detectable_effect(sd, int(n), n_base)
-        time = stats.detectable_effect(t_sd, int(n), n_base) if t_sd is not None else None
-        if loss is None:
-            continue
-        many = counted(int((points == n).sum()), "point")
-        what = f"a point of {counted(int(n), 'run')} ({many}): {loss:.4f}"
-        shown.append(what + (f" in loss, {time:.2f} s in time" if time is not None else ""))
-    if shown:
+    m = max(1, len(points))
+    holm = f"at the table's Holm bar (5 %/{m})" if m > 1 else "(one configuration: no correction)"
+    lines += _point_size_lines(points, n_base, sd, t_sd, m, holm)
+
+    def needed(alpha: float) -> str:
+        ns = [stats.welch_runs_needed(effect, sd, alpha=alpha) for effect in SPREAD_EFFECTS]
+        return " / ".join("over 1000" if n is None else str(n) for n in ns)
+
+    line = (
+        "runs a point needs, with as many baseline runs, for a loss difference of "
+        + " / ".join(f"{e:g}" for e in SPREAD_EFFECTS)
+        + f" (Welch, 5 % two-sided, 80 % power at this sd): {needed(0.05)}"
+    )
+    lines.append(line + (f" uncorrected; {needed(0.05 / m)} {holm}" if m > 1 else ""))
+    return lines
+
+
+def _point_size_lines(points, n_base: int, sd: float, t_sd: float | None, m: int, holm: str) -> list[str]:
+    """`spread_lines`' middle: per point size, the smallest difference from the baseline it shows."""
+    if n_base < 2:
+        return [f"the baseline has {counted(n_base, 'run')}: no point has a test against it yet"]
+    lines = []
+    singles = int((points == 1).sum())
+    if singles:
+        lines.append(f"points of 1 run ({singles}): no test in the table; only the contrasts, which pool "
+                     "points, use them")  # fmt: skip
+    for n in sorted(set(points[points > 1])):
+        loss = [stats.welch_detectable(sd, int(n), n_base, alpha=a) for a in (0.05, 0.05 / m)]
+        time = stats.welch_detectable(t_sd, int(n), n_base) if t_sd is not None else None
+        text = f"a loss difference of {_f(loss[0])}" + (f" ({_f(loss[1])} {holm})" if m > 1 else "")
+        text += f", a time difference of {time:.2f} s" if time is not None else ""
         lines.append(
-            f"smallest difference from the baseline ({counted(n_base, 'run')}) shown at 5 % two-sided with "
-            f"80 % power, at this sd: " + "; ".join(shown)
+            f"points of {n} runs ({int((points == n).sum())}) against the baseline's {n_base}: Welch, "
+            f"5 % two-sided, shows with 80 % power at this sd {text}"
         )
-    need = []
-    for effect in SPREAD_EFFECTS:
-        n = stats.runs_needed(effect, sd, alpha=0.025, two_sample=True, n_max=1000)
-        need.append(f"{effect:g}: {'over 1000' if n is None else n}")
-    lines.append("runs a point needs, with as many baseline runs, to show a loss difference of "
-                 + ", ".join(need))  # fmt: skip
     return lines
 
 

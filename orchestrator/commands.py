@@ -213,19 +213,26 @@ def _decider(plan):
 
 def _measured(results_dir: Path, plan, done: set[str]):
     """The dry-run's pace from the folder's finished runs of this plan (`plan.Measured`): ok runs with a
-    wall time that did not start on an empty compile cache (a cold compile is once a machine), and of
-    those the repeats (their configuration ran before them, in the order they started). None when none
-    has, or without pandas and pyarrow."""
+    wall time that did not start on an empty compile cache (a cold compile is once a machine), split
+    into the first run of each configuration and the repeats (their configuration ran before them, in
+    the order they started). None when none has, without pandas and pyarrow, or when the folder's
+    files do not read (the estimate is extra: the plan still prints, and `ablate status` says more)."""
     import importlib.util
-
-    from orchestrator.plan import Measured, config_key
 
     if not done or not all(importlib.util.find_spec(m) for m in ("pandas", "pyarrow")):
         return None  # the GPU machines' slim bundle may lack them: the plan's own estimate stands
+    try:
+        return _measured_from(ResultsDir(results_dir).read_runs(), plan, done)
+    except (OSError, ValueError, KeyError, InputError):  # a damaged or foreign file (pyarrow: ValueError)
+        return None
+
+
+def _measured_from(runs, plan, done: set[str]):
+    from orchestrator.plan import Measured, config_key
+
     keys = {r.run_id: config_key(r) for r in plan.runs}
-    runs = ResultsDir(results_dir).read_runs()
     ok = runs[runs["run_id"].isin(done & set(keys)) & (runs["status"] == "ok")]
-    if ok.empty:
+    if ok.empty or "wall_s" not in ok:
         return None
     order = [k for k in ("started_at", "run_id") if k in ok]
     ok = ok.sort_values(order, kind="stable", na_position="last").reset_index(drop=True)
@@ -236,14 +243,13 @@ def _measured(results_dir: Path, plan, done: set[str]):
         timed &= ok["compile_cache"] != "cold"
     if not timed.any():
         return None
-    walls = ok[timed]
-    by_arm = {str(a): float(w) for a, w in walls.groupby("arm")["wall_s"].mean().items()}
-    repeats = ok[timed & repeat]["wall_s"]
+    firsts, repeats = ok[timed & ~repeat], ok[timed & repeat]
     return Measured(
-        runs=len(walls),
-        wall_s=float(walls["wall_s"].mean()),
-        by_arm=by_arm,
-        repeat_wall_s=float(repeats.mean()) if len(repeats) else None,
+        runs=int(timed.sum()),
+        wall_s=float(ok[timed]["wall_s"].mean()),
+        by_arm={str(a): float(w) for a, w in firsts.groupby("arm")["wall_s"].mean().items()},
+        repeat_wall_s=float(repeats["wall_s"].mean()) if len(repeats) else None,
+        repeats=len(repeats),
         configs=frozenset(config),
     )
 

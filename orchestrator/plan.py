@@ -736,9 +736,12 @@ class Measured:
     runs: int
     wall_s: float
     by_arm: dict[str, float]
+    """arm -> mean wall of its first runs of a configuration (what a configuration not run yet takes)."""
     repeat_wall_s: float | None = None
     """Mean wall of the runs whose configuration (arm and grid point) had run before them: what a run
     left whose configuration has run here takes (its graphs are compiled). None: no such run yet."""
+    repeats: int = 0
+    """How many runs `repeat_wall_s` is the mean of."""
     configs: frozenset[tuple[str, str]] = frozenset()
     """(arm, point) of the configurations that have run (`config_key`)."""
 
@@ -862,7 +865,7 @@ def _estimate_lines(
         repeats = sum(config_key(r) in measured.configs for r in todo) if measured.repeat_wall_s else 0
         of_repeats = (
             f", {repeats} of them repeats of a configuration that ran here ({measured.repeat_wall_s:.0f} s "
-            "each, as the repeats so far)"
+            f"each, as the {measured.repeats} repeat(s) so far)"
             if repeats
             else ""
         )

@@ -283,6 +283,11 @@ def test_h200_text_figure_part_holds_the_readmes_figures():
             f"each {what} drop{'' if what == 'double' else ' takes'} {saved.min():.2f}-{saved.max():.2f} s",
         ]
     quoted.append(f"off the baseline's {base_s:.2f} s of training")
+    lo, hi = base["final_val_loss"].min(), base["final_val_loss"].max()
+    points = runs[runs["arm"] != "baseline"].groupby("knob_mlp_off")["final_val_loss"].mean()
+    inside = int(points.between(lo, hi).sum())
+    quoted.append(f"shaded band is the baseline's {WORDS.get(len(base), len(base))} runs: {inside} of the "
+                  f"{len(points)} points lie inside it")  # fmt: skip
     # the contrast it quotes, as the committed report's table has it (that report is today's redraw)
     row = next(
         line for line in (folder / "report.md").read_text().splitlines() if "one of 9-11 costs" in line

@@ -128,8 +128,38 @@ def test_overhead_tells_a_config_compiled_on_another_node_from_a_new_one(tmp_pat
         "cold: empty compile cache": 1,
         "seeded: cache restored from another node": 1,
         "new config on a warm cache": 1,
-        "config compiled on another node before": 1,
+        "config compiled elsewhere before, on a seeded cache": 1,
         "warm: config compiled on this node before": len(runs) - 4,
+    }
+
+
+def test_overhead_keeps_a_hosts_cache_across_node_ids_and_two_cold_nodes_apart(tmp_path):
+    """(a) One machine, a sweep in two `ablate run`s: each embedded Ray gives the host a new node id,
+    the cache stays, so the second part's runs of configs of the first are warm. (b) Two nodes that
+    both began cold never shared a cache: the second's first run of each config is a new config."""
+    runs = store.read_runs(make_ab_results(tmp_path / "ab")).sort_values("order_index")
+    runs["started_at"] = pd.Timestamp("2026-12-01", tz="UTC") + pd.to_timedelta(
+        runs["block"] * 100 + runs["order_index"], unit="s"
+    )
+    runs["compile_cache"] = "warm"
+    one = runs.copy()
+    one["hostname"] = "vm"
+    one["node_id"] = np.where(one["block"] < 2, "ray-a", "ray-b")  # two `ablate run`s
+    one.loc[one.sort_values("started_at").index[0], "compile_cache"] = "cold"
+    table = overhead_table(one).set_index("phase")["runs"].to_dict()
+    assert table == {
+        "cold: empty compile cache": 1,
+        "new config on a warm cache": 1,
+        "warm: config compiled on this node before": len(one) - 2,
+    }
+    two = runs.copy()  # host-n0 and host-n1 (blocks alternate), each node's first run cold
+    for node in two["node_id"].unique():
+        two.loc[two[two["node_id"] == node].sort_values("started_at").index[0], "compile_cache"] = "cold"
+    table = overhead_table(two).set_index("phase")["runs"].to_dict()
+    assert table == {
+        "cold: empty compile cache": 2,
+        "new config on a warm cache": 2,
+        "warm: config compiled on this node before": len(two) - 4,
     }
 
 
@@ -470,8 +500,9 @@ def test_identical_runs_report_without_a_runtime_warning(tmp_path):
 
 def test_grid_report_says_what_its_repeats_can_tell_apart(tmp_path):
     """The spread section: sd pooled over the configurations with repeats (baseline x3 and the 11
-    drop_0_and_one points x2 of the fixture), the smallest difference each point size can show, and the
-    runs a point needs; none of it without repeats."""
+    drop_0_and_one points x2 of the fixture); points of one run said to have no test (as the table
+    says), points of two priced by Welch, uncorrected and at the table's Holm bar over its 22
+    configurations; the runs a point needs; none of it without repeats."""
     from analysis import stats, summary
     from analysis.report import SPREAD_HEADING
 
@@ -482,15 +513,20 @@ def test_grid_report_says_what_its_repeats_can_tell_apart(tmp_path):
     assert df == 2 + 11
     lines = summary.spread_lines(runs, "baseline")
     head = f"run-to-run sd of final val loss: {sd:.5f} (pooled over 12 configurations with"
-    assert lines[0].startswith(head)
-    assert "13 degrees of freedom" in lines[0]
-    one, two = stats.detectable_effect(sd, 1, 3), stats.detectable_effect(sd, 2, 3)
-    assert f"a point of 1 run (11 points): {one:.4f} in loss" in lines[1]
-    assert f"a point of 2 runs (11 points): {two:.4f} in loss" in lines[1] and two < one
-    n = stats.runs_needed(0.01, sd, alpha=0.025, two_sample=True, n_max=1000)
-    assert f"0.01: {n}," in lines[2]
+    assert lines[0].startswith(head) and "13 degrees of freedom" in lines[0]
+    assert lines[1] == (
+        "points of 1 run (11): no test in the table; only the contrasts, which pool points, use them"
+    )
+    two, two_holm = (stats.welch_detectable(sd, 2, 3, alpha=a) for a in (0.05, 0.05 / 22))
+    assert lines[2].startswith("points of 2 runs (11) against the baseline's 3: Welch, 5 % two-sided")
+    assert f"a loss difference of {two:.4f} ({two_holm:.4f} at the table's Holm bar (5 %/22))" in lines[2]
+    n, n_holm = (stats.welch_runs_needed(0.01, sd, alpha=a) for a in (0.05, 0.05 / 22))
+    assert n < n_holm
+    needed = lines[3].split("80 % power at this sd): ")[1]
+    plain, holm = needed.split(" uncorrected; ")
+    assert plain.split(" / ")[1] == str(n) and holm.split(" / ")[1] == str(n_holm)
     md = write_report(folder)["md"].read_text()
-    assert f"## {SPREAD_HEADING}" in md and lines[2] in md
+    assert f"## {SPREAD_HEADING}" in md and lines[3] in md
     single = runs[~names.duplicated()]  # one run a configuration
     assert summary.spread_lines(single, "baseline")[0].startswith("run-to-run spread: unknown")
     assert summary.spread_lines(runs, None) == []
@@ -508,9 +544,13 @@ def test_report_says_the_sweeps_description_as_a_paragraph_after_the_verdict(tmp
     headings = re.findall(r"^## (.*)$", md, flags=re.M)
     assert headings[:2] == ["Verdict", ABOUT_HEADING]
     para = md.split(f"## {ABOUT_HEADING}\n\n", 1)[1].split("\n\n", 1)[0]
-    assert para == "Why these repeats: <a baseline sd of 0.0078> over four runs."  # prose, not a code block
+    # prose, not a code block; escaped so that a renderer shows "<a baseline ...>" and drops nothing
+    assert para == "Why these repeats: &lt;a baseline sd of 0.0078&gt; over four runs."
     html_text = paths["html"].read_text()
     assert "<p>Why these repeats: &lt;a baseline sd of 0.0078&gt; over four runs.</p>" in html_text
+    (folder / "sweep.json").write_text(json.dumps({**sweep, "description": "# not a heading, 1. no list"}))
+    md = write_report(folder)["md"].read_text()
+    assert "\\# not a heading, 1. no list" in md
     (folder / "sweep.json").write_text(json.dumps({**sweep, "description": 3}))
     with pytest.raises(InputError, match="description is 3, not a string"):
         write_report(folder)

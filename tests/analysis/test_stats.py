@@ -104,17 +104,36 @@ def test_pooled_sd_pools_each_groups_deviations_from_its_own_mean():
     assert stats.pooled_sd([[1.0], [2.0]]) == (None, 0)
 
 
-def test_detectable_effect_is_the_effect_runs_needed_reaches():
-    """The two agree: runs_needed(effect) = n exactly when n runs a side show `effect` and n - 1 do not;
-    and at large n the effect is (z_0.975 + z_0.8) standard errors."""
+def test_welch_power_is_the_power_of_scipys_welch_test():
+    """Checked against scipy's own Welch test on simulated samples (another generator): 2 runs against 3
+    is the case where a pooled noncentral t says 0.80 and Welch has far less."""
+    rng = np.random.default_rng(5)
     sd = 0.0078
-    for effect in (0.005, 0.01, 0.02):
-        n = stats.runs_needed(effect, sd, alpha=0.025, two_sample=True)
-        assert stats.detectable_effect(sd, n, n) <= effect < stats.detectable_effect(sd, n - 1, n - 1)
-    se = sd * math.sqrt(2 / 5000)
-    z = st.norm.ppf(0.975) + st.norm.ppf(0.8)
-    assert stats.detectable_effect(sd, 5000, 5000) == pytest.approx(z * se, rel=1e-3)
-    # one run against two: a t-test of 1 degree of freedom, whose 5 % point is 12.7
-    one = stats.detectable_effect(sd, 1, 2)
-    assert one > 12.7 * sd * math.sqrt(1.5)
-    assert stats.detectable_effect(sd, 1, 1) is None and stats.detectable_effect(0.0, 3, 3) is None
+    for n1, n2, effect in [(2, 3, 0.0504), (3, 4, 0.021), (4, 4, 0.02), (10, 12, 0.01), (4, 4, 0.0)]:
+        a = rng.normal(effect, sd, (6000, n1))
+        b = rng.normal(0.0, sd, (6000, n2))
+        brute = float(np.mean(st.ttest_ind(a, b, axis=1, equal_var=False).pvalue < 0.05))
+        assert stats.welch_power(effect, sd, n1, n2) == pytest.approx(brute, abs=0.02), (n1, n2)
+    # a pooled noncentral t reaches 0.80 at 0.0303 for 2 runs against 3 (5 % two-sided); Welch does not
+    assert stats.welch_power(0.0303, sd, 2, 3) < 0.65
+    assert 0.03 < stats.welch_power(0.0, sd, 4, 4) <= 0.05  # its size under no effect: at most alpha
+    assert stats.welch_power(0.01, sd, 1, 4) is None and stats.welch_power(0.01, 0.0, 3, 3) is None
+
+
+def test_welch_detectable_and_runs_needed_agree():
+    sd = 0.0078
+    for effect in (0.01, 0.02):
+        n = stats.welch_runs_needed(effect, sd)
+        assert stats.welch_detectable(sd, n, n) <= effect < stats.welch_detectable(sd, n - 1, n - 1)
+        assert stats.welch_power(effect, sd, n, n) >= 0.8 > stats.welch_power(effect, sd, n - 1, n - 1)
+    assert stats.welch_runs_needed(0.02, sd) == 4  # sweeps/drop_one_mlp.yaml's h200-text description
+    assert stats.welch_runs_needed(0.02, sd, alpha=0.05 / 23) == 8
+    assert stats.welch_detectable(sd, 1, 4) is None and stats.welch_runs_needed(-0.01, sd) is None
+    assert stats.welch_runs_needed(0.0001, sd, n_max=50) is None
+
+
+def test_runs_needed_tries_n_max_itself():
+    """An answer between the last doubling and n_max (567 here, the doublings at 512 and 1024) is found."""
+    big = stats.runs_needed(0.005, 0.03, alpha=0.025, two_sample=True, n_max=10**6)
+    assert big == 567 and stats.runs_needed(0.005, 0.03, alpha=0.025, two_sample=True, n_max=1000) == big
+    assert stats.runs_needed(0.005, 0.03, alpha=0.025, two_sample=True, n_max=566) is None

@@ -240,7 +240,7 @@ def test_dry_run_estimates_the_runs_left_at_the_pace_the_folder_measured(tmp_pat
     assert (
         "measured here: 2 finished run(s) that did not compile cold took 100 s each (wall, start-up "
         "included); the 1 left, one after another: ~1 min, 1 of them repeats of a configuration that "
-        "ran here (70 s each, as the repeats so far)"
+        "ran here (70 s each, as the 1 repeat(s) so far)"
     ) in out
     # without a repeat yet: each arm's pace, the measured runs' where its arm has none (base: cold only)
     fresh = tmp_path / "r2"
@@ -252,6 +252,11 @@ def test_dry_run_estimates_the_runs_left_at_the_pace_the_folder_measured(tmp_pat
     out = capsys.readouterr().out
     assert "1 finished run(s) that did not compile cold took 130 s each" in out
     assert "the 2 left, one after another: ~4 min" in out and "repeats" not in out.split("measured")[1]
+    # a damaged run file: the plan still prints, without the measured line (no traceback)
+    (fresh / "runs" / f"{runs['cand', 1]}.parquet").write_bytes(b"not parquet")
+    assert main(["run", str(spec), "--dry-run", "--results", str(fresh)]) == 0
+    out = capsys.readouterr().out
+    assert "to run: " in out and "measured here" not in out
 
 
 # ------------------------------------------------------------------------------------------ issue 17
