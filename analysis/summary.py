@@ -409,7 +409,7 @@ def spread_lines(runs: pd.DataFrame, baseline_arm: str | None) -> list[str]:
     how many it has), the smallest difference from the baseline each point size shows, uncorrected
     and at the table's Holm bar (its strongest point needs p < 5 %/m over m configurations), and how
     many runs a point would need for the differences of SPREAD_EFFECTS. Points of one run get no test
-    in the table (only the contrasts, which pool points, use them): said, not priced. Empty without a
+    in the table (a contrast over several points tests them together): said, not priced. Empty without a
     baseline arm."""
     ok = runs[(runs["status"] == "ok") & runs["final_val_loss"].notna()]
     if baseline_arm is None or not (ok["arm"] == baseline_arm).any():
@@ -453,8 +453,8 @@ def _point_size_lines(points, n_base: int, sd: float, t_sd: float | None, m: int
     lines = []
     singles = int((points == 1).sum())
     if singles:
-        lines.append(f"points of 1 run ({singles}): no test in the table; only the contrasts, which pool "
-                     "points, use them")  # fmt: skip
+        lines.append(f"points of 1 run ({singles}): no test in the table (a contrast over several points, "
+                     "the spec's `contrasts`, tests them together)")  # fmt: skip
     for n in sorted(set(points[points > 1])):
         loss = [stats.welch_detectable(sd, int(n), n_base, alpha=a) for a in (0.05, 0.05 / m)]
         time = stats.welch_detectable(t_sd, int(n), n_base) if t_sd is not None else None

@@ -515,7 +515,8 @@ def test_grid_report_says_what_its_repeats_can_tell_apart(tmp_path):
     head = f"run-to-run sd of final val loss: {sd:.5f} (pooled over 12 configurations with"
     assert lines[0].startswith(head) and "13 degrees of freedom" in lines[0]
     assert lines[1] == (
-        "points of 1 run (11): no test in the table; only the contrasts, which pool points, use them"
+        "points of 1 run (11): no test in the table (a contrast over several points, the spec's "
+        "`contrasts`, tests them together)"
     )
     two, two_holm = (stats.welch_detectable(sd, 2, 3, alpha=a) for a in (0.05, 0.05 / 22))
     assert lines[2].startswith("points of 2 runs (11) against the baseline's 3: Welch, 5 % two-sided")
