@@ -12,6 +12,10 @@
 #       session ends as soon as the chain does
 #   bash benchmarks/h200_collect.sh /tmp/chain --cache-only   # the cache alone, in all of $OUT: for a
 #       cache that did not fit beside the other files (a call of its own after the last collect)
+#   bash benchmarks/h200_collect.sh /tmp/chain --wait 540 --cache-if-left   # --cache only while a
+#       sweep under $W/results has runs left (its status.json's state is not "finished"): a finished figure needs
+#       no cache next time, and packing it costs a minute of the last call (decided on the machine,
+#       since that call's command is written before its outcome is known)
 set -u
 W=${1:-/tmp/chain}
 OUT=${OUT:?set OUT}
@@ -23,8 +27,9 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --cache) cache=1 ;;
         --cache-only) cache=1; only=1 ;;
+        --cache-if-left) cache=2 ;;
         --wait) wait_s=${2:-}; shift ;;
-        *) echo "h200_collect.sh: unknown argument $1 (use --cache, --cache-only, --wait SECONDS)" >&2; exit 2 ;;
+        *) echo "h200_collect.sh: unknown argument $1 (use --cache, --cache-if-left, --cache-only, --wait SECONDS)" >&2; exit 2 ;;
     esac
     shift
 done
@@ -46,6 +51,13 @@ if [ "$only" = 0 ]; then
         --exclude=upstream_train_gpt.py . 2>/dev/null
     [ -d ~/.cache/ablate/runs ] && tar czf "$OUT/node-runs.tgz" -C ~/.cache/ablate runs
     [ -d "$W/results" ] && tar czf "$OUT/results.tgz" -C "$W" results
+fi
+if [ "$cache" = 2 ]; then
+    if grep -Eqs '"state": "(partial|running|cancelled)"' "$W"/results/*/status.json; then
+        cache=1
+    else
+        echo "no sweep under $W/results has runs left: the compile cache is not packed (--cache-if-left)"
+    fi
 fi
 if [ "$cache" = 1 ]; then
     # the node's cache (orchestrator/nodecache.py: <root>/<node>/{inductor,triton}), in the layout of the

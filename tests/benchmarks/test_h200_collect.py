@@ -144,3 +144,23 @@ def test_cache_only_brings_the_cache_in_all_of_out(tmp_path):
         "compile-cache.tar.xz.part01",
     ]
     assert "in 2 part(s)" in said
+
+
+def test_cache_if_left_packs_only_while_a_sweep_has_runs_left(tmp_path):
+    """The last call of a session is written before its outcome: --cache-if-left decides on the machine
+    from the results' status.json (a part that ends the sweep needs no cache for the next session)."""
+    _node_cache(tmp_path, 1 << 10)
+    results = tmp_path / "chain" / "results" / "h200-text-drop-one-mlp"
+    results.mkdir(parents=True)
+    (results / "status.json").write_text('{\n "sweep": "x",\n "state": "finished"\n}\n')
+    out, said = _collect(tmp_path, "--cache-if-left")
+    assert "no sweep under" in said and "has runs left" in said and not list(out.glob("compile-cache*"))
+    assert (out / "results.tgz").is_file()  # the rest is collected as ever
+    for f in out.iterdir():
+        f.unlink()
+    out.rmdir()
+    (results / "status.json").write_text('{\n "sweep": "x",\n "state": "partial"\n}\n')
+    out, said = _collect(tmp_path, "--cache-if-left")
+    assert "packed to" in said and [p.name for p in out.glob("compile-cache*")] == [
+        "compile-cache.tar.xz.part00"
+    ]
