@@ -564,7 +564,8 @@ def render_html(title: str, sections, pngs: dict[str, bytes]) -> str:
         f"<title>Report: {esc(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
         "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;text-align:right}"
-        "pre{background:#f4f4f4;padding:8px}.verdict{font-size:1.2em;font-weight:bold}</style>",
+        "pre{background:#f4f4f4;padding:8px;white-space:pre-wrap}.verdict{font-size:1.2em;font-weight:bold}"
+        ".wide{overflow-x:auto}td:first-child,th:first-child{text-align:left;min-width:12em}</style>",
         "</head><body>",
         f"<h1>Report: {esc(title)}</h1>",
     ]
@@ -593,7 +594,8 @@ def _html_table(df: pd.DataFrame) -> str:
         "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
         for row in df.itertuples(index=False)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    # a wide table scrolls in its own box, not the page
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
 
 
 def write_report(results_dir: str | Path) -> dict[str, Path]:
