@@ -254,6 +254,21 @@ def test_readme_cpu_timings_are_the_committed_measurement():
 WORDS = {2: "two", 3: "three", 4: "four"}
 
 
+def report_table(folder: Path, heading: str) -> list[dict[str, str]]:
+    """The rows of the committed report.md's table under the section whose heading starts with
+    `heading`, each a dict of column -> cell text (what the README quotes from it)."""
+    lines = (folder / "report.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"## {heading}"))
+    body = []
+    for line in lines[start + 1 :]:
+        if line.startswith("## "):
+            break
+        if line.startswith("|"):
+            body.append([c.strip() for c in line.strip().strip("|").split("|")])
+    head, _, *rows = body
+    return [dict(zip(head, row, strict=True)) for row in rows]
+
+
 def test_h200_text_figure_part_holds_the_readmes_figures():
     """The real-text figure (issue 18) as far as it has run: the README quotes its runs as they are."""
     folder = ROOT / "results" / "h200-text-drop-one-mlp"
@@ -289,11 +304,8 @@ def test_h200_text_figure_part_holds_the_readmes_figures():
     quoted.append(f"shaded band is the baseline's {WORDS.get(len(base), len(base))} runs: {inside} of the "
                   f"{len(points)} points lie inside it")  # fmt: skip
     # the contrast it quotes, as the committed report's table has it (that report is today's redraw)
-    row = next(
-        line for line in (folder / "report.md").read_text().splitlines() if "one of 9-11 costs" in line
-    )
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    delta, ci, p = float(cells[8]), cells[9], float(cells[10])
+    row = next(r for r in report_table(folder, "Contrasts") if "one of 9-11 costs" in r["contrast"])
+    delta, ci, p = float(row["loss_delta"]), row["loss_ci95"], float(row["loss_p"])
     quoted += [f"9-11 end {delta:.4f} lower", f"95 % interval {ci}, p {p:.2f}"]
     for text in quoted:
         assert text in readme, f"README no longer says {text!r} (results/h200-text-drop-one-mlp)"
