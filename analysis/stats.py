@@ -284,14 +284,20 @@ def runs_needed(
         se = sd * math.sqrt(2.0 / n if two_sample else 1.0 / n)
         return 1.0 - float(special.nctdtr(df, effect / se, special.stdtrit(df, 1 - alpha)))
 
+    return _smallest_n(lambda n: achieved(n) >= power, n_max)
+
+
+def _smallest_n(enough, n_max: int) -> int | None:
+    """The smallest n in 2..n_max for which `enough(n)` holds, `enough` growing with n (power does):
+    doubling from 2, n_max itself tried before giving up, then bisecting. None when n_max is not enough."""
     lo, hi = 2, 2
-    while achieved(hi) < power:
+    while not enough(hi):
         if hi >= n_max:
             return None
-        lo, hi = hi, min(hi * 2, n_max)  # n_max itself is tried before giving up
-    while lo < hi:  # power grows with n: bisect for the first n that reaches it
+        lo, hi = hi, min(hi * 2, n_max)
+    while lo < hi:
         mid = (lo + hi) // 2
-        lo, hi = (mid + 1, hi) if achieved(mid) < power else (lo, mid)
+        lo, hi = (mid + 1, hi) if not enough(mid) else (lo, mid)
     return hi
 
 
@@ -325,7 +331,8 @@ def welch_power(
     """Power of Welch's two-sided t-test at `alpha` (the report's test of a grid point against the
     baseline) for two groups of n1 and n2 runs whose means differ by `effect`, each run's sd `sd`:
     simulated (seeded), since at a few runs a side Welch's own degrees of freedom are random and the
-    noncentral t of a pooled test overstates it (2 runs against 3: 0.58, not 0.80). None when a side
+    noncentral t of a pooled test overstates it (2 runs against 3, at the effect that t puts at 0.80:
+    0.58). None when a side
     has fewer than two runs (no test)."""
     from scipy import special
 
@@ -369,15 +376,4 @@ def welch_runs_needed(
     if not (effect > 0 and sd > 0 and math.isfinite(effect) and math.isfinite(sd)):
         return None
 
-    def enough(n: int) -> bool:
-        return welch_power(effect, sd, n, n, alpha=alpha) >= power
-
-    lo, hi = 2, 2
-    while not enough(hi):
-        if hi >= n_max:
-            return None
-        lo, hi = hi, min(hi * 2, n_max)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (mid + 1, hi) if not enough(mid) else (lo, mid)
-    return hi
+    return _smallest_n(lambda n: welch_power(effect, sd, n, n, alpha=alpha) >= power, n_max)

@@ -430,7 +430,7 @@ def spread_lines(runs: pd.DataFrame, baseline_arm: str | None) -> list[str]:
     n_base = int((ok["arm"] == baseline_arm).sum())
     points = ok[ok["arm"] != baseline_arm].groupby("config").size()
     m = max(1, len(points))
-    holm = f"at the table's Holm bar (5 %/{m})" if m > 1 else "(one configuration: no correction)"
+    holm = f"at the table's Holm bar (5 %/{m})"  # said only where m > 1: one configuration, no correction
     lines += _point_size_lines(points, n_base, sd, t_sd, m, holm)
 
     def needed(alpha: float) -> str:
