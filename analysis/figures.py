@@ -80,6 +80,7 @@ def layer_ablation(
     num_layers: int | None = None,
     colors: dict[str, str] | None = None,
     baseline_runs: dict[str, Sequence[float]] | None = None,
+    time_label: str = "train time (s)",
 ):
     """The seed's drop-one plot: x layer index; y final val loss and, below it, train time (mean ± 95 %
     interval when n > 1), each against the baseline's mean.
@@ -90,12 +91,13 @@ def layer_ablation(
     (the ones left out of the grid too); `colors` maps a series to its colour (its arm's, in a report).
     `baseline_runs` maps a panel's column to the baseline's runs: with two or more, their range is
     shaded, so a point inside it is seen to be within what the baseline itself does from run to run.
+    `time_label`: the time panel's axis label (a report's says when the times are node-adjusted).
     Returns (figure, [loss axes, time axes]); the time panel is there only when `train_time_s` is.
     """
     panels = [("final_val_loss", "final val loss", baseline_mean)]
     if "train_time_s" in points.columns and points["train_time_s"].notna().any():
-        panels.append(("train_time_s", "train time (s)", baseline_time_s))
-    fig = Figure(figsize=(8, 4.5 if len(panels) == 1 else 6.5))
+        panels.append(("train_time_s", time_label, baseline_time_s))
+    fig = Figure(figsize=(10, 4.5 if len(panels) == 1 else 6.5))
     axes = list(fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0])
     for ax, (col, ylabel, ref) in zip(axes, panels, strict=True):
         for i, (name, grp) in enumerate(points.groupby("series", sort=True)):
@@ -128,7 +130,8 @@ def layer_ablation(
         if target is not None and col == "final_val_loss":
             ax.axhline(target, color="red", linestyle=":", linewidth=1, label=f"target {target}")
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8)
+        # beside the panel, not in it: inside, "best" still sat on the baseline's line and shading
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     layers = points["layer"]
     if len(layers):
         lo, hi = int(layers.min()), int(layers.max())

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import figures, knobdiff, summary
+from analysis import figures, knobdiff, stats, summary
 from analysis.resultsdir import ResultsDir, SweepInfo
-from analysis.summary import BOOTSTRAP_SEED
+from analysis.summary import BOOTSTRAP_SEED, counted
 
 
 def run_order(runs: pd.DataFrame) -> pd.DataFrame:
@@ -139,6 +139,50 @@ CONTRASTS_HEADING = (
     "faster; a side of several points is one mean per point, of one point or the baseline its runs; "
     "p: Welch, two-sided, not corrected)"
 )
+
+NODE_HEADING = "Node speed: train times compared like for like (a sweep on several nodes)"
+
+
+def node_adjusted(runs: pd.DataFrame, base: str | None) -> tuple[pd.DataFrame, list[str]]:
+    """(runs, lines): a grid that ran on several nodes (a sweep in parts, one machine a session) has
+    configurations that ran on one node only, and a node's speed would read as theirs. Each node's offset
+    is fitted over all its ok runs (`stats.node_offsets`: train time = configuration + node) and taken
+    off its runs' train times, so every later comparison (the table, the spread, the contrasts, the
+    layer figure) is like for like; the lines say the offsets and where the times are as they ran. On
+    one node: the runs as they are, no lines. Nodes whose configurations link them to no other: the
+    runs as they are, and a line saying their time deltas include node speed."""
+    if "node_id" not in runs or base is None:
+        return runs, []
+    ok = runs[(runs["status"] == "ok") & runs["train_time_ms"].notna() & runs["node_id"].notna()]
+    nodes = list(dict.fromkeys(run_order(ok)["node_id"]))
+    if len(nodes) < 2:
+        return runs, []
+    fit = stats.node_offsets(ok["train_time_ms"] / 1000.0, summary.config_names(ok, base), ok["node_id"])
+    if fit is None:
+        return runs, [f"runs on {len(nodes)} nodes, but no configuration ran on more than one of some of "
+                      "them: their speeds cannot be told apart from the configurations' own, and the "
+                      "train times compare as they ran, node speed included (a baseline run on each "
+                      "node, as every part of a sweep in parts has, links them)"]  # fmt: skip
+    shift = ok["node_id"].map(fit.offsets) * 1000.0
+    out = runs.copy()
+    out.loc[shift.index, "train_time_ms"] = ok["train_time_ms"] - shift
+    resid = f"residual sd {fit.residual_sd:.3f} s, " if fit.residual_sd is not None else ""
+    lines = [
+        f"{counted(len(ok), 'ok run')} on {len(nodes)} nodes. Each node's offset is fitted over all its ok "
+        f"runs (least squares, train time = configuration + node; {resid}{counted(fit.df, 'degree')} of "
+        "freedom) and taken off its runs' train times: the table, the spread, the contrasts and the layer "
+        "figure compare these; the train-time figure and the overhead table show the times as they ran"
+    ]
+    for node in nodes:
+        on = ok[ok["node_id"] == node]
+        when = on["started_at"].dropna() if "started_at" in on else pd.Series([], dtype=object)
+        span = f", {when.min():%Y-%m-%d %H:%M} to {when.max():%H:%M} UTC" if len(when) else ""
+        host = on["hostname"].dropna() if "hostname" in on else pd.Series([], dtype=object)
+        where = f" on {host.iloc[0]}" if len(host) else ""
+        lines.append(f"node {str(node)[:8]}{where} ({counted(len(on), 'run')}{span}): "
+                     f"{fit.offsets[node]:+.3f} s against the runs' mean")  # fmt: skip
+    return out, lines
+
 
 LAYER_POINT_COLUMNS = ["series", "arm", "layer", "final_val_loss", "train_time_s"]
 
@@ -430,11 +474,20 @@ def config_order(ok: pd.DataFrame, base: str | None, arms=()) -> list[tuple[str,
 
 
 def make_figures(
-    runs: pd.DataFrame, steps: pd.DataFrame, base: str | None, target, point_layers=None, arms=(), kind=None
+    runs: pd.DataFrame,
+    steps: pd.DataFrame,
+    base: str | None,
+    target,
+    point_layers=None,
+    arms=(),
+    kind=None,
+    layer_runs: pd.DataFrame | None = None,
 ) -> dict:
     """name -> figure; only the figures the data supports (`point_layers`: see `layer_points`). One
     colour per configuration in all of them (`figures.colors_for`), arms listed in the order of `arms`
-    (the spec's); an A/B (`kind` "ab") has no layer figure."""
+    (the spec's); an A/B (`kind` "ab") has no layer figure. `layer_runs`: the runs with node-adjusted
+    train times (`node_adjusted`) for the layer figure, whose time panel then says so; the train-time
+    figure shows the times as they ran."""
     ok = runs[runs["status"] == "ok"]
     if not len(ok):
         return {}
@@ -444,6 +497,9 @@ def make_figures(
         "train_time": figures.train_times(run_order(ok), colors)[0],
         "final_loss": figures.loss_distribution(ok, colors)[0],
     }
+    if layer_runs is not None:
+        ok = layer_runs[layer_runs["status"] == "ok"]
+        ok = ok.assign(config=summary.config_names(ok, base))
     pts = layer_points(ok, point_layers, base) if kind != "ab" else pd.DataFrame()
     if len(pts):
         base_runs = ok[ok["arm"] == base]
@@ -457,6 +513,7 @@ def make_figures(
             num_layers=_num_layers(ok),
             colors={s: colors.arm[a] for s, a in zip(pts["series"], pts["arm"], strict=True)},
             baseline_runs={"final_val_loss": base_loss.to_numpy(), "train_time_s": base_time.to_numpy()},
+            time_label="train time (s), node-adjusted" if layer_runs is not None else "train time (s)",
         )[0]
     curves = figures.loss_curves(steps, ok, base, colors) if len(steps) and base is not None else None
     if curves is not None:
@@ -481,26 +538,34 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
         return name, [("Verdict", ["no finished runs yet"])], {}
     kind = infer_kind(sweep, runs)
     about = [(ABOUT_HEADING, [" ".join(sweep.description.split())])] if sweep.description else []
+    layer_runs = None  # the layer figure's runs, when they are not `runs` (node-adjusted times)
     if kind == "ab":
         verdict, body = ab_section(runs, sweep, target)
         sections = [("Verdict", [verdict]), *about, ("A/B summary", body)]
     else:
-        verdict, table = grid_section(runs, sweep, target)
+        cmp, node_lines = node_adjusted(runs, baseline_arm(sweep, runs))
+        adjusted = cmp is not runs
+        verdict, table = grid_section(cmp, sweep, target)
         sections = [
             ("Verdict", [verdict]),
             *about,
             (
                 "Configurations against the baseline (its own row first, then sorted by loss effect; "
                 "delta = baseline - config, "
-                "positive = lower loss or faster; p: Welch, two-sided)",
+                "positive = lower loss or faster; p: Welch, two-sided"
+                + ("; train times node-adjusted, see Node speed" if adjusted else "")
+                + ")",
                 table,
             ),
         ]
-        if spread := summary.spread_lines(runs, baseline_arm(sweep, runs)):
+        if node_lines:
+            sections.append((NODE_HEADING, node_lines))
+        if spread := summary.spread_lines(cmp, baseline_arm(sweep, runs)):
             sections.append((SPREAD_HEADING, spread))
         if sweep.contrasts:
             sections.append((CONTRASTS_HEADING, summary.contrast_table(
-                runs, sweep.contrasts, sweep.point_layers, baseline_arm(sweep, runs))))  # fmt: skip
+                cmp, sweep.contrasts, sweep.point_layers, baseline_arm(sweep, runs))))  # fmt: skip
+        layer_runs = cmp if adjusted else None
     stale_line = (
         [f"{stale} run(s) of an earlier plan (another version of the code or spec) are kept in runs/ "
          "and left out of this report"]
@@ -512,7 +577,7 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
         sections.append((FAILED_HEADING, failed))
     steps = folder.read_steps(val_only=True)
     base = baseline_arm(sweep, runs)
-    figs = make_figures(runs, steps, base, target, sweep.point_layers, sweep.arms, kind)
+    figs = make_figures(runs, steps, base, target, sweep.point_layers, sweep.arms, kind, layer_runs)
     overhead = overhead_table(runs)
     sections += [("Per-run overhead (startup_s = wall_s - train time)", overhead)]
     if ratios := overhead_ratios(overhead):

@@ -181,12 +181,19 @@ def mann_whitney_greater(b: np.ndarray, c: np.ndarray) -> tuple[float, float]:
     return u, min(max(p, 0.0), 1.0)
 
 
+def _difference(mb: float, mc: float) -> float:
+    """mb − mc, with a difference at the level of rounding (two means of the same 4-decimal losses
+    summed in another order: 4.4e-16) said as the 0 it is."""
+    diff = mb - mc
+    return 0.0 if abs(diff) <= 16 * np.finfo(float).eps * max(abs(mb), abs(mc)) else diff
+
+
 def compare(baseline, candidate, rng: np.random.Generator, n_boot: int = 4000) -> Comparison:
     """Two-sample comparison of candidate against baseline (see `Comparison`)."""
     b, c = _clean(baseline), _clean(candidate)
     mb = float(b.mean()) if len(b) else None
     mc = float(c.mean()) if len(c) else None
-    diff = mb - mc if mb is not None and mc is not None else None
+    diff = _difference(mb, mc) if mb is not None and mc is not None else None
     if len(b) < 2 or len(c) < 2:
         return Comparison(len(b), len(c), mb, mc, diff, *([None] * 11))
     t, df, p_one, p_two, low, high = welch(b, c)
@@ -377,3 +384,61 @@ def welch_runs_needed(
         return None
 
     return _smallest_n(lambda n: welch_power(effect, sd, n, n, alpha=alpha) >= power, n_max)
+
+
+@dataclass(frozen=True)
+class NodeFit:
+    """`node_offsets`' answer: each node's offset (the run-weighted mean of the offsets is 0, so the
+    values keep their overall mean once the offsets are taken off), the residual sd and its degrees of
+    freedom (None and 0 when the fit has none left)."""
+
+    offsets: dict
+    residual_sd: float | None
+    df: int
+
+
+def linked(pairs: Iterable[tuple]) -> bool:
+    """Whether the (group, node) pairs join every node to every other through shared groups (a group that
+    ran on two nodes links them): only then are the nodes' offsets told apart from the groups' effects."""
+    parent: dict = {}
+
+    def root(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for g, n in pairs:
+        parent[root(("g", g))] = root(("n", n))
+    return len({root(k) for k in parent}) <= 1
+
+
+def node_offsets(values, groups, nodes) -> NodeFit | None:
+    """A two-way additive fit by least squares, value = group + node (one effect per group, one offset per
+    node; no interaction: a node that is 1 % faster is taken to be as much faster for every group, which
+    holds for a node's speed, well under a percent apart between configurations). For a sweep that ran on
+    several nodes, each configuration on some of them: the offsets taken off its train times make them
+    compare like for like. None without two nodes, or when the nodes are not `linked`."""
+    v = np.asarray(values, dtype=float)
+    g, n = np.asarray(groups, dtype=object), np.asarray(nodes, dtype=object)
+    keep = np.isfinite(v) & np.array([x is not None for x in n], dtype=bool)
+    v, g, n = v[keep], g[keep], n[keep]
+    node_names = list(dict.fromkeys(n.tolist()))
+    if len(node_names) < 2 or not linked(zip(g.tolist(), n.tolist(), strict=True)):
+        return None
+    group_names = list(dict.fromkeys(g.tolist()))
+    gi = {x: i for i, x in enumerate(group_names)}
+    ni = {x: i for i, x in enumerate(node_names)}
+    x = np.zeros((len(v), len(group_names) + len(node_names) - 1))
+    x[np.arange(len(v)), [gi[a] for a in g]] = 1.0
+    for row, node in enumerate(n):  # the first node is the reference; its offset is 0 before centring
+        if ni[node]:
+            x[row, len(group_names) + ni[node] - 1] = 1.0
+    coef, *_ = np.linalg.lstsq(x, v, rcond=None)
+    raw = np.concatenate([[0.0], coef[len(group_names) :]])
+    per_run = raw[[ni[a] for a in n]]
+    raw -= per_run.mean()
+    resid = v - x @ coef
+    df = len(v) - x.shape[1]
+    sd = math.sqrt(float(resid @ resid) / df) if df > 0 else None
+    return NodeFit({name: float(raw[i]) for name, i in ni.items()}, sd, df)

@@ -555,3 +555,67 @@ def test_report_says_the_sweeps_description_as_a_paragraph_after_the_verdict(tmp
     (folder / "sweep.json").write_text(json.dumps({**sweep, "description": 3}))
     with pytest.raises(InputError, match="description is 3, not a string"):
         write_report(folder)
+
+
+def _grid_in_parts(root, second_baseline=True):
+    """A grid run in two parts on two nodes, the second 0.5 s faster: part 1 the baseline and layer 1,
+    part 2 (its own node) layer 2 and, unless said otherwise, the baseline again. Layer 1 saves 1.0 s,
+    layer 2 1.2 s."""
+    rng = np.random.default_rng(5)
+    plan = [("baseline", [], "n1"), ("drop_one", [1], "n1"), ("baseline", [], "n1"), ("drop_one", [1], "n1"),
+            ("drop_one", [2], "n2"), ("drop_one", [2], "n2")]  # fmt: skip
+    if second_baseline:
+        plan += [("baseline", [], "n2"), ("baseline", [], "n2")]
+    saves = {(): 0.0, (1,): 1.0, (2,): 1.2}
+    for k, (arm, off, node) in enumerate(plan):
+        ms = 40800 - 1000 * saves[tuple(off)] - (500 if node == "n2" else 0) + 10 * rng.standard_normal()
+        row = run_row(f"p{k:02d}", arm, loss=3.15, time_ms=round(ms), params={"mlp_off": off}, node=node,
+                      when=k)  # fmt: skip
+        store.write_run(root, row, {"mlp_off": "json"})
+    sweep = {"name": "parts", "kind": "grid", "target_val_loss": None, "baseline_arm": "baseline",
+             "arms": ["baseline", "drop_one"], "planned_runs": len(plan)}  # fmt: skip
+    (root / "sweep.json").write_text(json.dumps(sweep))
+    return root
+
+
+def test_a_grid_on_several_nodes_compares_train_times_like_for_like(tmp_path):
+    """A sweep in parts, each on its own machine: layer 2 ran only on the faster node. As run, it would
+    read 1.2 + ~0.25 s faster than the baseline; with each node's fitted offset taken off, the table,
+    the layer figure and the node section say 1.2 s. The train-time figure keeps the times as run."""
+    from analysis.report import NODE_HEADING, build_sections, node_adjusted
+
+    folder = _grid_in_parts(tmp_path / "g")
+    runs = store.read_runs(folder)
+    adjusted, lines = node_adjusted(runs, "baseline")
+    assert lines[0].startswith("8 ok runs on 2 nodes. Each node's offset is fitted over all its ok runs")
+    assert lines[1].startswith("node n1 on host-n1 (4 runs, 2026-11-01 12:00 to 12:15 UTC): +0.25")
+    assert lines[2].startswith("node n2 on host-n2 (4 runs, 2026-11-01 12:20 to 12:35 UTC): -0.25")
+    assert (runs["train_time_ms"] != adjusted["train_time_ms"]).all()  # a copy: the runs are as they were
+    _, sections, figs = build_sections(folder)
+    heads = dict(sections)
+    table = next(v for k, v in sections if k.startswith("Configurations against the baseline"))
+    head = next(k for k, _ in sections if k.startswith("Configurations against the baseline"))
+    assert head.endswith("train times node-adjusted, see Node speed)")
+    delta = dict(zip(table["config"], table["time_delta_s"], strict=True))
+    assert delta["drop_one (mlp_off: [] -> [2])"] == pytest.approx(1.2, abs=0.03)
+    assert delta["drop_one (mlp_off: [] -> [1])"] == pytest.approx(1.0, abs=0.03)
+    assert heads[NODE_HEADING] == lines
+    time_axis = figs["layer_ablation"].axes[1]
+    assert time_axis.get_ylabel() == "train time (s), node-adjusted"
+    (x,), (y,) = zip(*[ln.get_data() for ln in time_axis.lines if len(ln.get_xdata()) == 2][:1], strict=True)
+    assert list(x) == [1, 2] and y[1] - y[0] == pytest.approx(-0.2, abs=0.03)
+    md = write_report(folder)["md"].read_text()
+    assert f"## {NODE_HEADING}" in md
+
+
+def test_nodes_no_configuration_links_keep_their_times_and_say_so(tmp_path):
+    """Without a baseline on the second node its speed cannot be told from layer 2's own: no adjustment,
+    a line that says the deltas include node speed; on one node, no section at all."""
+    from analysis.report import node_adjusted
+
+    runs = store.read_runs(_grid_in_parts(tmp_path / "g", second_baseline=False))
+    same, lines = node_adjusted(runs, "baseline")
+    assert same is runs and len(lines) == 1
+    assert lines[0].startswith("runs on 2 nodes, but no configuration ran on more than one of some of them")
+    one = runs.assign(node_id="n1")
+    assert node_adjusted(one, "baseline") == (one, [])

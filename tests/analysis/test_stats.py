@@ -137,3 +137,41 @@ def test_runs_needed_tries_n_max_itself():
     big = stats.runs_needed(0.005, 0.03, alpha=0.025, two_sample=True, n_max=10**6)
     assert big == 567 and stats.runs_needed(0.005, 0.03, alpha=0.025, two_sample=True, n_max=1000) == big
     assert stats.runs_needed(0.005, 0.03, alpha=0.025, two_sample=True, n_max=566) is None
+
+
+def test_a_difference_at_the_level_of_rounding_is_zero():
+    """Two means of the same 4-decimal losses, summed in another order, differ by ~4e-16: said as 0 (the
+    real-text figure's contrast read "4.44e-16"); a difference of 1e-9 is kept."""
+    rng = np.random.default_rng(0)
+    c = stats.compare([3.1302, 3.1460, 3.1547], [3.1460, 3.1547, 3.1302], rng)
+    assert c.diff == 0.0
+    runs = [[3.1302, 3.1634, 3.1415], [3.1460, 3.1462, 3.1522], [3.1547, 3.1626, 3.1568]]  # the 9-11 points
+    a = [float(np.mean(r)) for r in runs]
+    b = [3.1615, 3.1382, 3.1527, 3.1450, 3.1604, 3.1436, 3.1519, 3.1499]
+    assert float(np.mean(b)) - float(np.mean(a)) != 0.0  # the case seen: exact in decimals, not in floats
+    assert stats.compare(b, a, rng).diff == 0.0
+    assert stats.compare([1.0, 1.0 + 2e-9], [1.0, 1.0], rng).diff == pytest.approx(1e-9)
+
+
+def test_node_offsets_recover_each_nodes_speed_from_a_grid_in_parts():
+    """Configurations split over nodes (each part of a sweep on its own machine), a baseline on each: the
+    fit finds the nodes' offsets (mean 0 over the runs) and the residual sd; a node that no configuration
+    links to the others, or a single node, gives None."""
+    rng = np.random.default_rng(3)
+    effect = {"base": 40.8, "a": 39.9, "b": 38.9, "c": 38.7}
+    speed = {"n1": 0.25, "n2": 0.20, "n3": -0.35}
+    plan = [("base", "n1"), ("a", "n1"), ("a", "n1"), ("base", "n2"), ("b", "n2"), ("c", "n2"),
+            ("base", "n3"), ("base", "n3"), ("c", "n3"), ("c", "n3"), ("a", "n3")]  # fmt: skip
+    groups, nodes = zip(*plan, strict=True)
+    values = [effect[g] + speed[n] + 0.01 * rng.standard_normal() for g, n in plan]
+    fit = stats.node_offsets(values, groups, nodes)
+    counts = {n: nodes.count(n) for n in speed}
+    mean_speed = sum(speed[n] * counts[n] for n in speed) / len(plan)
+    for n in speed:
+        assert fit.offsets[n] == pytest.approx(speed[n] - mean_speed, abs=0.02)
+    assert sum(fit.offsets[n] * counts[n] for n in speed) == pytest.approx(0.0, abs=1e-12)
+    assert fit.df == len(plan) - 4 - 2 and 0.003 < fit.residual_sd < 0.03
+    assert stats.node_offsets(values, groups, ["n1"] * len(plan)) is None
+    apart = [("a", "n1"), ("a", "n1"), ("b", "n2"), ("b", "n2")]
+    assert not stats.linked(apart) and stats.linked([*apart, ("a", "n2")])
+    assert stats.node_offsets([1, 1.1, 2, 2.1], *zip(*apart, strict=True)) is None
