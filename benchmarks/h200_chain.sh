@@ -23,7 +23,7 @@
 #           ours base (cold), then upstream's record script, validation budget 1,048,576 tokens on both
 #           sides, as many steps as the corpus holds for upstream's non-cycling loader (at most 80)
 #   textseeds issue 18: our spread at textspeed's length: trainer_speed at pr117 on the real-text shards,
-#           seeds 0 (cold) and 1-3 (warm), no upstream (~9 min), into h200_text_seeds.json
+#           seeds 0 (cold) and 1-${SEEDS:-3} (warm), no upstream (~9 min for 3), into h200_text_seeds.json
 #   textdrop  issue 18: the seed's whole figure on the real-text shards (sweeps/drop_one_mlp.yaml
 #           --profile h200-text, 41 runs), --time-limit ${TIME_LIMIT:-24m}, in parts over several sessions:
 #           resumes results/h200-text-drop-one-mlp when it is in the checkout. Keep trainer/ (but for its
@@ -140,10 +140,12 @@ fi
 if has textseeds; then
     # our run-to-run spread at textspeed's length: seed 0 (cold) and seeds 1-3 (warm: same graphs), to
     # tell whether upstream's val loss there lies within it (its init is fixed, so a repeat would not)
-    steps=$(text_steps)
-    stamp "trainer_speed on real text, seeds 0-3: $steps steps"
+    # SEEDS (default 3) warm seeds after seed 0: 1 fits what is left of a session after a sweep part
+    steps=$(text_steps) seeds=${SEEDS:-3} variants=(--variant base:)
+    for s in $(seq 1 "$seeds"); do variants+=(--variant "s$s:seed=$s"); done
+    stamp "trainer_speed on real text, seeds 0-$seeds: $steps steps"
     python3 benchmarks/trainer_speed.py --preset pr117 --steps "$steps" --data-dir "$TEXT" --shared-cache \
-        --val-tokens 1048576 --variant base: --variant s1:seed=1 --variant s2:seed=2 --variant s3:seed=3 \
+        --val-tokens 1048576 "${variants[@]}" \
         --workdir "$W/textseeds" --out "$W/h200_text_seeds.json" > "$W/textseeds.log" 2>&1
     stamp "trainer_speed seeds exit $?"
 fi

@@ -232,6 +232,23 @@ def test_h200_text_side_by_side_holds_the_readmes_figures():
     assert f"{summary['ours_val_loss']:.4f} ours, {summary['upstream_val_loss']:.4f} upstream's" in gpu
 
 
+def test_h200_text_seeds_hold_the_readmes_figures():
+    """Our seed spread at the side-by-side's length (issue 18): the committed JSON, the README's quote,
+    and its claim that upstream's val loss lies between two of our seeds."""
+    seeds = json.loads((ROOT / "benchmarks" / "results" / "h200_text_seeds.json").read_text())
+    side = json.loads((ROOT / "benchmarks" / "results" / "h200_text.json").read_text())
+    assert seeds["preset"] == side["preset"] == "pr117" and seeds["steps"] == side["steps"]
+    assert seeds["val_tokens"] == side["val_tokens"] and "upstream" not in seeds["runs"]
+    runs = seeds["runs"]
+    assert all(r["exit_code"] == 0 for r in runs.values())
+    base, s1 = runs["base"]["val_loss"], runs["s1"]["val_loss"]
+    assert min(base, s1) < side["upstream_val_loss"] < max(base, s1)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"two seeds of ours on these shards end at val loss {base:.4f} (seed 0) and {s1:.4f} (seed 1), "
+            f"{abs(base - s1):.4f} apart") in readme  # fmt: skip
+    assert f"upstream's {side['upstream_val_loss']:.4f} lies between them" in readme
+
+
 def test_readme_cpu_timings_are_the_committed_measurement():
     """The README's quiet-machine CPU timings are benchmarks/readme_timings.py's committed output."""
     t = json.loads((ROOT / "benchmarks" / "results" / "readme_timings-2026-12-01.json").read_text())
