@@ -103,10 +103,13 @@ def ab_section(runs: pd.DataFrame, sweep: SweepInfo | dict, target) -> tuple[str
     return summary.ab_verdict(s), lines
 
 
-def grid_section(runs: pd.DataFrame, sweep: SweepInfo | dict, target) -> tuple[str, pd.DataFrame]:
-    """(verdict, table) of a grid: the baseline arm's own row first, then each configuration against it."""
+def grid_section(
+    runs: pd.DataFrame, sweep: SweepInfo | dict, target, time_fit: stats.NodeFit | None = None
+) -> tuple[str, pd.DataFrame]:
+    """(verdict, table) of a grid: the baseline arm's own row first, then each configuration against it
+    (`time_fit`: `node_adjusted`'s, for a grid on several nodes)."""
     base = baseline_arm(sweep, runs)
-    table = summary.grid_table(runs, base, np.random.default_rng(BOOTSTRAP_SEED))
+    table = summary.grid_table(runs, base, np.random.default_rng(BOOTSTRAP_SEED), time_fit)
     if table.empty:
         return f"no configuration to compare with the baseline arm {base!r} yet", table
     ref = summary.baseline_row(runs, base)
@@ -143,45 +146,56 @@ CONTRASTS_HEADING = (
 NODE_HEADING = "Node speed: train times compared like for like (a sweep on several nodes)"
 
 
-def node_adjusted(runs: pd.DataFrame, base: str | None) -> tuple[pd.DataFrame, list[str]]:
-    """(runs, lines): a grid that ran on several nodes (a sweep in parts, one machine a session) has
+def node_adjusted(
+    runs: pd.DataFrame, base: str | None
+) -> tuple[pd.DataFrame, list[str], stats.NodeFit | None]:
+    """(runs, lines, fit): a grid that ran on several nodes (a sweep in parts, one machine a session) has
     configurations that ran on one node only, and a node's speed would read as theirs. Each node's offset
     is fitted over all its ok runs (`stats.node_offsets`: train time = configuration + node) and taken
-    off its runs' train times, so every later comparison (the table, the spread, the contrasts, the
-    layer figure) is like for like; the lines say the offsets and where the times are as they ran. On
-    one node: the runs as they are, no lines. Nodes whose configurations link them to no other: the
-    runs as they are, and a line saying their time deltas include node speed."""
+    off its runs' train times, so that the table, the spread, the contrasts and the layer figure compare
+    like for like; their time tests are the fit's own (`stats.NodeFit.test`), which count the offsets'
+    error. The lines say the offsets. On one node: the runs as they are, no lines, no fit. Nodes that no
+    configuration links, or ok runs without a node id: the runs as they are, a line saying why."""
     if "node_id" not in runs or base is None:
-        return runs, []
-    ok = runs[(runs["status"] == "ok") & runs["train_time_ms"].notna() & runs["node_id"].notna()]
-    nodes = list(dict.fromkeys(run_order(ok)["node_id"]))
+        return runs, [], None
+    ok = runs[(runs["status"] == "ok") & runs["train_time_ms"].notna()]
+    nodes = list(dict.fromkeys(run_order(ok)["node_id"].dropna()))
     if len(nodes) < 2:
-        return runs, []
+        return runs, [], None
+    if ok["node_id"].isna().any():
+        missing = counted(int(ok["node_id"].isna().sum()), "ok run")
+        return runs, [f"runs on {len(nodes)} nodes, but {missing} without a node id: train times compare "
+                      "as they ran, node speed included"], None  # fmt: skip
     fit = stats.node_offsets(ok["train_time_ms"] / 1000.0, summary.config_names(ok, base), ok["node_id"])
     if fit is None:
-        return runs, [f"runs on {len(nodes)} nodes, but no configuration ran on more than one of some of "
-                      "them: their speeds cannot be told apart from the configurations' own, and the "
-                      "train times compare as they ran, node speed included (a baseline run on each "
-                      "node, as every part of a sweep in parts has, links them)"]  # fmt: skip
-    shift = ok["node_id"].map(fit.offsets) * 1000.0
+        return runs, [f"runs on {len(nodes)} nodes that no configuration links into one group (none ran on "
+                      "nodes of both groups): their speeds cannot be told apart from the configurations', "
+                      "and train times compare as they ran, node speed included (a baseline run on each "
+                      "node links them, as every part of a sweep in parts has)"], None  # fmt: skip
     out = runs.copy()
-    out.loc[shift.index, "train_time_ms"] = ok["train_time_ms"] - shift
+    out.loc[ok.index, "train_time_ms"] = ok["train_time_ms"] - ok["node_id"].map(fit.offsets) * 1000.0
     resid = f"residual sd {fit.residual_sd:.3f} s, " if fit.residual_sd is not None else ""
     lines = [
         f"{counted(len(ok), 'ok run')} on {len(nodes)} nodes. Each node's offset is fitted over all its ok "
         f"runs (least squares, train time = configuration + node; {resid}{counted(fit.df, 'degree')} of "
         "freedom) and taken off its runs' train times: the table, the spread, the contrasts and the layer "
-        "figure compare these; the train-time figure and the overhead table show the times as they ran"
+        "figure compare these, and the time deltas' p are the fit's own t-tests (which count the offsets' "
+        "error); the train-time figure and the overhead table show the times as they ran"
     ]
-    for node in nodes:
-        on = ok[ok["node_id"] == node]
-        when = on["started_at"].dropna() if "started_at" in on else pd.Series([], dtype=object)
-        span = f", {when.min():%Y-%m-%d %H:%M} to {when.max():%H:%M} UTC" if len(when) else ""
-        host = on["hostname"].dropna() if "hostname" in on else pd.Series([], dtype=object)
-        where = f" on {host.iloc[0]}" if len(host) else ""
-        lines.append(f"node {str(node)[:8]}{where} ({counted(len(on), 'run')}{span}): "
-                     f"{fit.offsets[node]:+.3f} s against the runs' mean")  # fmt: skip
-    return out, lines
+    lines += [_node_line(ok[ok["node_id"] == node], node, fit.offsets[node]) for node in nodes]
+    return out, lines, fit
+
+
+def _node_line(on: pd.DataFrame, node, offset: float) -> str:
+    when = on["started_at"].dropna() if "started_at" in on else pd.Series([], dtype=object)
+    span = ""
+    if len(when):
+        end = "%H:%M" if when.min().date() == when.max().date() else "%Y-%m-%d %H:%M"
+        span = f", {when.min():%Y-%m-%d %H:%M} to {when.max().strftime(end)} UTC"
+    host = on["hostname"].dropna() if "hostname" in on else pd.Series([], dtype=object)
+    where = f" on {host.iloc[0]}" if len(host) else ""
+    runs = counted(len(on), "run")
+    return f"node {str(node)[:8]}{where} ({runs}{span}): {offset:+.3f} s against the runs' mean"
 
 
 LAYER_POINT_COLUMNS = ["series", "arm", "layer", "final_val_loss", "train_time_s"]
@@ -543,9 +557,9 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
         verdict, body = ab_section(runs, sweep, target)
         sections = [("Verdict", [verdict]), *about, ("A/B summary", body)]
     else:
-        cmp, node_lines = node_adjusted(runs, baseline_arm(sweep, runs))
-        adjusted = cmp is not runs
-        verdict, table = grid_section(cmp, sweep, target)
+        cmp, node_lines, fit = node_adjusted(runs, baseline_arm(sweep, runs))
+        adjusted = fit is not None
+        verdict, table = grid_section(cmp, sweep, target, fit)
         sections = [
             ("Verdict", [verdict]),
             *about,
@@ -553,18 +567,20 @@ def build_sections(results_dir: Path) -> tuple[str, list[tuple[str, object]], di
                 "Configurations against the baseline (its own row first, then sorted by loss effect; "
                 "delta = baseline - config, "
                 "positive = lower loss or faster; p: Welch, two-sided"
-                + ("; train times node-adjusted, see Node speed" if adjusted else "")
+                + ("; train times node-adjusted, their p the node fit's, see Node speed" if adjusted else "")
                 + ")",
                 table,
             ),
         ]
         if node_lines:
             sections.append((NODE_HEADING, node_lines))
-        if spread := summary.spread_lines(cmp, baseline_arm(sweep, runs)):
+        if spread := summary.spread_lines(cmp, baseline_arm(sweep, runs), fit):
             sections.append((SPREAD_HEADING, spread))
         if sweep.contrasts:
-            sections.append((CONTRASTS_HEADING, summary.contrast_table(
-                cmp, sweep.contrasts, sweep.point_layers, baseline_arm(sweep, runs))))  # fmt: skip
+            note = "; times node-adjusted, their p the node fit's" if adjusted else ""
+            heading = CONTRASTS_HEADING[:-1] + note + ")"
+            sections.append((heading, summary.contrast_table(
+                cmp, sweep.contrasts, sweep.point_layers, baseline_arm(sweep, runs), fit)))  # fmt: skip
         layer_runs = cmp if adjusted else None
     stale_line = (
         [f"{stale} run(s) of an earlier plan (another version of the code or spec) are kept in runs/ "

@@ -386,15 +386,36 @@ def welch_runs_needed(
     return _smallest_n(lambda n: welch_power(effect, sd, n, n, alpha=alpha) >= power, n_max)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NodeFit:
-    """`node_offsets`' answer: each node's offset (the run-weighted mean of the offsets is 0, so the
-    values keep their overall mean once the offsets are taken off), the residual sd and its degrees of
-    freedom (None and 0 when the fit has none left)."""
+    """`node_offsets`' answer. `offsets`: each node's (their run-weighted mean is 0, so the values keep
+    their overall mean once the offsets are taken off); `effects`: each group's mean on that scale (the
+    mean of its adjusted values); the residual sd and its degrees of freedom (None and 0 when the fit has
+    none left); `cov`: the covariance of the groups' effects, in `effects`' order (residual variance
+    times the groups' block of (XᵀX)⁻¹), from which `test` tells contrasts of groups apart, the offsets'
+    own error counted."""
 
     offsets: dict
+    effects: dict
     residual_sd: float | None
     df: int
+    cov: np.ndarray | None = None
+
+    def test(self, weights: dict) -> tuple[float, float | None]:
+        """(estimate, two-sided p) of sum(w · effect) over `weights` (group -> weight, summing to 0:
+        a difference of groups or of group means), by the fit's own t-test; p None without residual
+        degrees of freedom. A group the fit does not know raises KeyError."""
+        names = list(self.effects)
+        w = np.zeros(len(names))
+        for g, weight in weights.items():
+            w[names.index(g)] += weight
+        estimate = float(w @ np.array(list(self.effects.values())))
+        if self.cov is None or self.df < 1:
+            return estimate, None
+        se = math.sqrt(max(float(w @ self.cov @ w), 0.0))
+        if se == 0.0:
+            return estimate, None
+        return estimate, 2 * _t_cdf(-abs(estimate) / se, self.df)
 
 
 def linked(pairs: Iterable[tuple]) -> bool:
@@ -413,32 +434,44 @@ def linked(pairs: Iterable[tuple]) -> bool:
     return len({root(k) for k in parent}) <= 1
 
 
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
 def node_offsets(values, groups, nodes) -> NodeFit | None:
     """A two-way additive fit by least squares, value = group + node (one effect per group, one offset per
     node; no interaction: a node that is 1 % faster is taken to be as much faster for every group, which
     holds for a node's speed, well under a percent apart between configurations). For a sweep that ran on
     several nodes, each configuration on some of them: the offsets taken off its train times make them
-    compare like for like. None without two nodes, or when the nodes are not `linked`."""
+    compare like for like. Values that are not finite, or have no node, are left out. None without two
+    nodes, or when the nodes are not `linked`."""
     v = np.asarray(values, dtype=float)
     g, n = np.asarray(groups, dtype=object), np.asarray(nodes, dtype=object)
-    keep = np.isfinite(v) & np.array([x is not None for x in n], dtype=bool)
+    keep = np.isfinite(v) & np.array([not _missing(x) for x in n], dtype=bool)
     v, g, n = v[keep], g[keep], n[keep]
     node_names = list(dict.fromkeys(n.tolist()))
     if len(node_names) < 2 or not linked(zip(g.tolist(), n.tolist(), strict=True)):
         return None
     group_names = list(dict.fromkeys(g.tolist()))
+    k = len(group_names)
     gi = {x: i for i, x in enumerate(group_names)}
     ni = {x: i for i, x in enumerate(node_names)}
-    x = np.zeros((len(v), len(group_names) + len(node_names) - 1))
+    x = np.zeros((len(v), k + len(node_names) - 1))
     x[np.arange(len(v)), [gi[a] for a in g]] = 1.0
     for row, node in enumerate(n):  # the first node is the reference; its offset is 0 before centring
         if ni[node]:
-            x[row, len(group_names) + ni[node] - 1] = 1.0
-    coef, *_ = np.linalg.lstsq(x, v, rcond=None)
-    raw = np.concatenate([[0.0], coef[len(group_names) :]])
-    per_run = raw[[ni[a] for a in n]]
-    raw -= per_run.mean()
+            x[row, k + ni[node] - 1] = 1.0
+    xtx_inv = np.linalg.inv(x.T @ x)  # full rank: the nodes are linked
+    coef = xtx_inv @ (x.T @ v)
+    raw = np.concatenate([[0.0], coef[k:]])
+    shift = float(raw[[ni[a] for a in n]].mean())
     resid = v - x @ coef
     df = len(v) - x.shape[1]
     sd = math.sqrt(float(resid @ resid) / df) if df > 0 else None
-    return NodeFit({name: float(raw[i]) for name, i in ni.items()}, sd, df)
+    return NodeFit(
+        offsets={name: float(raw[i] - shift) for name, i in ni.items()},
+        effects={name: float(coef[i] + shift) for name, i in gi.items()},
+        residual_sd=sd,
+        df=df,
+        cov=sd**2 * xtx_inv[:k, :k] if sd is not None else None,
+    )

@@ -366,25 +366,35 @@ def baseline_row(runs: pd.DataFrame, baseline_arm: str) -> dict:
             "mean_time_s": float(secs.mean()) if len(secs) else None, **dash}  # fmt: skip
 
 
-def grid_table(runs: pd.DataFrame, baseline_arm: str, rng: np.random.Generator) -> pd.DataFrame:
+def grid_table(
+    runs: pd.DataFrame, baseline_arm: str, rng: np.random.Generator, time_fit: stats.NodeFit | None = None
+) -> pd.DataFrame:
     """Each configuration against the baseline arm on final loss and time, sorted by loss effect.
 
     delta = mean(baseline) − mean(config): positive = lower loss / faster. p is Welch two-sided,
     Holm-corrected across configurations. A configuration with one run gets its mean and "no test (n=1)".
+    With `time_fit` (a sweep on several nodes; `runs` then hold the node-adjusted times), the time delta
+    and its p are the fit's (`stats.NodeFit.test`), which counts the error of the offsets taken off.
     """
     import pandas as pd
 
     ok = runs[runs["status"] == "ok"]
     ok = ok.assign(config=config_names(ok, baseline_arm))
     base = ok[ok["arm"] == baseline_arm]
+    base_name = base["config"].iloc[0] if base["config"].nunique() == 1 else None  # the fit's name of it
     rows = []
     for name, g in ok[ok["arm"] != baseline_arm].groupby("config", sort=True):
         lc = stats.compare(base["final_val_loss"], g["final_val_loss"], rng)
         tc = stats.compare(base["train_time_ms"] / 1000.0, g["train_time_ms"] / 1000.0, rng)
+        time_delta, time_p = tc.diff, tc.p_two_sided
+        if time_fit is not None and base_name in time_fit.effects and name in time_fit.effects:
+            time_delta, time_p = time_fit.test({base_name: 1.0, name: -1.0})
+            # tested where the loss is (two runs a side), so that Holm's m is the same for both
+            time_p = time_p if tc.p_two_sided is not None else None
         rows.append(
             {"config": name, "n": len(g), "mean_val_loss": lc.mean_candidate, "loss_delta": lc.diff,
-             "loss_p": lc.p_two_sided, "mean_time_s": tc.mean_candidate, "time_delta_s": tc.diff,
-             "time_p": tc.p_two_sided}
+             "loss_p": lc.p_two_sided, "mean_time_s": tc.mean_candidate, "time_delta_s": time_delta,
+             "time_p": time_p}
         )  # fmt: skip
     table = pd.DataFrame(rows, columns=["config", "n", "mean_val_loss", "loss_delta", "loss_p", "mean_time_s",
                                         "time_delta_s", "time_p"])  # fmt: skip
@@ -402,7 +412,9 @@ SPREAD_EFFECTS = (0.005, 0.01, 0.02)
 margins and the seed's layer effects are of this size."""
 
 
-def spread_lines(runs: pd.DataFrame, baseline_arm: str | None) -> list[str]:
+def spread_lines(
+    runs: pd.DataFrame, baseline_arm: str | None, time_fit: stats.NodeFit | None = None
+) -> list[str]:
     """What a grid's repeats can tell apart, by the table's own test (Welch, two-sided, 80 % power,
     simulated: `stats.welch_power`): the run-to-run sd (pooled over every configuration with two or
     more ok runs, seeds apart; with few degrees of freedom that sd is itself rough, and the line says
@@ -410,7 +422,8 @@ def spread_lines(runs: pd.DataFrame, baseline_arm: str | None) -> list[str]:
     and at the table's Holm bar (its strongest point needs p < 5 %/m over m configurations), and how
     many runs a point would need for the differences of SPREAD_EFFECTS. Points of one run get no test
     in the table (a contrast over several points tests them together): said, not priced. Empty without a
-    baseline arm."""
+    baseline arm. With `time_fit` (several nodes), the time sd is the node fit's residual sd, with its
+    degrees of freedom (pooling the adjusted times would not count the offsets fitted from them)."""
     ok = runs[(runs["status"] == "ok") & runs["final_val_loss"].notna()]
     if baseline_arm is None or not (ok["arm"] == baseline_arm).any():
         return []
@@ -422,10 +435,14 @@ def spread_lines(runs: pd.DataFrame, baseline_arm: str | None) -> list[str]:
                 "from the baseline has no test until repeats run"]  # fmt: skip
     repeated = int((groups.size() > 1).sum())
     t_sd, _ = stats.pooled_sd(g.dropna().to_numpy(float) for _, g in groups["train_time_s"])
+    t_text = f"; of train time: {t_sd:.4f} s" if t_sd is not None else ""
+    if time_fit is not None and time_fit.residual_sd is not None:
+        t_sd = time_fit.residual_sd
+        t_text = (f"; of train time: {t_sd:.4f} s (the node fit's residual sd, "
+                  f"{counted(time_fit.df, 'degree')} of freedom)")  # fmt: skip
     lines = [
         f"run-to-run sd of final val loss: {sd:.5f} (pooled over {counted(repeated, 'configuration')} with "
-        f"repeats, {counted(df, 'degree')} of freedom)"
-        + (f"; of train time: {t_sd:.4f} s" if t_sd is not None else "")
+        f"repeats, {counted(df, 'degree')} of freedom)" + t_text
     ]
     n_base = int((ok["arm"] == baseline_arm).sum())
     points = ok[ok["arm"] != baseline_arm].groupby("config").size()
@@ -482,7 +499,11 @@ def _side(g: pd.DataFrame, col: str) -> pd.Series:
 
 
 def contrast_table(
-    runs: pd.DataFrame, contrasts, point_layers: dict[str, dict[str, int]] | None, baseline_arm: str | None
+    runs: pd.DataFrame,
+    contrasts,
+    point_layers: dict[str, dict[str, int]] | None,
+    baseline_arm: str | None,
+    time_fit: stats.NodeFit | None = None,
 ) -> pd.DataFrame:
     """The spec's contrasts (sweep.json's `contrasts`), one row each: the ok runs at the contrast's
     layers against those at its `against` layers (same arm) or the baseline arm's runs.
@@ -492,11 +513,14 @@ def contrast_table(
     asks whether the group's points differ, each point counted once whatever its repeats, the spread
     between points counted as noise); a side of one point, or the baseline, is its runs. `points` says
     how many of a side's layers have a run yet; fewer than 2 values on a side: its mean, no test. Not
-    corrected for several contrasts: each is a question the spec asked before the runs."""
+    corrected for several contrasts: each is a question the spec asked before the runs. With `time_fit`
+    (several nodes; node-adjusted times in `runs`), the time delta and p are the fit's test of the
+    same contrast (each point's effect counted once; the offsets' own error counted)."""
     import pandas as pd
 
     ok = runs[(runs["status"] == "ok") & runs["final_val_loss"].notna()]
     ok = ok.assign(train_time_s=ok["train_time_ms"] / 1000.0)
+    names = config_names(ok, baseline_arm) if time_fit is not None else None
     layer_of = point_layers or {}
     rows = []
     for c in contrasts or ():
@@ -514,6 +538,9 @@ def contrast_table(
         rng = np.random.default_rng(BOOTSTRAP_SEED)
         lc = stats.compare(_side(other, "final_val_loss"), _side(side, "final_val_loss"), rng)
         tc = stats.compare(_side(other, "train_time_s"), _side(side, "train_time_s"), rng)
+        time_delta, time_p = tc.diff, tc.p_two_sided
+        if time_fit is not None and len(side) and len(other):
+            time_delta, time_p = _fit_contrast(time_fit, other, side, names)
         loss_n = f"no test (n={min(lc.n_baseline, lc.n_candidate)})"
         tested = lc.p_two_sided is not None
         rows.append(
@@ -522,8 +549,21 @@ def contrast_table(
              "against_points": other_points, "n_against": len(other),
              "against_mean_val_loss": lc.mean_baseline, "loss_delta": lc.diff,
              "loss_ci95": f"[{lc.ci95_low:.4f}, {lc.ci95_high:.4f}]" if tested else loss_n,
-             "loss_p": lc.p_two_sided if tested else loss_n, "time_delta_s": tc.diff,
-             "time_p": tc.p_two_sided if tc.p_two_sided is not None
+             "loss_p": lc.p_two_sided if tested else loss_n, "time_delta_s": time_delta,
+             "time_p": time_p if time_p is not None
              else f"no test (n={min(tc.n_baseline, tc.n_candidate)})"}
         )  # fmt: skip
     return pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+
+
+def _fit_contrast(fit: stats.NodeFit, other: pd.DataFrame, side: pd.DataFrame, names: pd.Series):
+    """A contrast's time by the node fit: mean(against's point effects) − mean(the layers' point
+    effects), each point (configuration) once, as the loss side counts them; (delta, p)."""
+    weights: dict = {}
+    for rows, sign in ((other, 1.0), (side, -1.0)):
+        configs = names.loc[rows.index].unique()
+        for c in configs:
+            weights[c] = weights.get(c, 0.0) + sign / len(configs)
+    if not all(c in fit.effects for c in weights):
+        return None, None
+    return fit.test(weights)

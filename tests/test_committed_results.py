@@ -331,16 +331,18 @@ def test_h200_text_figure_holds_the_readmes_figures():
         return next(r for label, r in contrasts.items() if key in label)
 
     for key, words in [
-        ("MLP 0 costs little", "end {0} higher ({mean}; interval {ci}, p {p})"),
-        ("last MLP", "end {0} higher ({mean}; {ci}, p {p})"),
+        ("MLP 0 costs little", "end {0} higher ({mean}; the rise's interval {rise}, p {p})"),
+        ("last MLP", "end {0} higher ({mean}; the rise's interval {rise}, p {p})"),
         ("only the first and last", "ends {1} lower than MLP 0, the seed's direction reversed ({ci}, p {p})"),
         ("one of 9-11 costs", "means are equal ({mean} each; {ci}, p {p})"),
         ("no dip at 6 and 7", "end {1} lower than the others ({ci}, p {p})"),
     ]:
         r = contrast(key)
         d = float(r["loss_delta"])
+        lo, hi = (float(x) for x in r["loss_ci95"].strip("[]").split(", "))
+        rise = f"[{-hi:.4f}, {-lo:.4f}]"  # the table says baseline - config
         quoted.append(words.format(f"{-d:.4f}", f"{d:.4f}", mean=r["mean_val_loss"], ci=r["loss_ci95"],
-                                   p=f"{float(r['loss_p']):.2f}"))  # fmt: skip
+                                   rise=rise, p=f"{float(r['loss_p']):.2f}"))  # fmt: skip
     # times: the grid table's, node-adjusted (its heading says so), and the contrasts' time columns
     base_row, rows = table[0], table[1:]
     base_s = float(base_row["mean_time_s"])

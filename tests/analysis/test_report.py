@@ -586,7 +586,7 @@ def test_a_grid_on_several_nodes_compares_train_times_like_for_like(tmp_path):
 
     folder = _grid_in_parts(tmp_path / "g")
     runs = store.read_runs(folder)
-    adjusted, lines = node_adjusted(runs, "baseline")
+    adjusted, lines, _ = node_adjusted(runs, "baseline")
     assert lines[0].startswith("8 ok runs on 2 nodes. Each node's offset is fitted over all its ok runs")
     assert lines[1].startswith("node n1 on host-n1 (4 runs, 2026-11-01 12:00 to 12:15 UTC): +0.25")
     assert lines[2].startswith("node n2 on host-n2 (4 runs, 2026-11-01 12:20 to 12:35 UTC): -0.25")
@@ -595,7 +595,7 @@ def test_a_grid_on_several_nodes_compares_train_times_like_for_like(tmp_path):
     heads = dict(sections)
     table = next(v for k, v in sections if k.startswith("Configurations against the baseline"))
     head = next(k for k, _ in sections if k.startswith("Configurations against the baseline"))
-    assert head.endswith("train times node-adjusted, see Node speed)")
+    assert head.endswith("train times node-adjusted, their p the node fit's, see Node speed)")
     delta = dict(zip(table["config"], table["time_delta_s"], strict=True))
     assert delta["drop_one (mlp_off: [] -> [2])"] == pytest.approx(1.2, abs=0.03)
     assert delta["drop_one (mlp_off: [] -> [1])"] == pytest.approx(1.0, abs=0.03)
@@ -604,8 +604,53 @@ def test_a_grid_on_several_nodes_compares_train_times_like_for_like(tmp_path):
     assert time_axis.get_ylabel() == "train time (s), node-adjusted"
     (x,), (y,) = zip(*[ln.get_data() for ln in time_axis.lines if len(ln.get_xdata()) == 2][:1], strict=True)
     assert list(x) == [1, 2] and y[1] - y[0] == pytest.approx(-0.2, abs=0.03)
+    spread = next(v for k, v in sections if k.startswith("Run-to-run spread"))
+    assert "s (the node fit's residual sd, 4 degrees of freedom)" in spread[0]
+    shown = sorted(y for pts in figs["train_time"].axes[0].collections for _, y in pts.get_offsets())
+    assert shown == pytest.approx(sorted(runs["train_time_ms"] / 1000.0))  # the train-time figure: as run
     md = write_report(folder)["md"].read_text()
     assert f"## {NODE_HEADING}" in md
+
+
+def test_a_contrast_on_several_nodes_is_the_node_fits_test(tmp_path):
+    """A contrast's time on a grid in parts: the fit's estimate and p (`NodeFit.test`), not Welch on the
+    adjusted runs (which would not count the offsets' error)."""
+    from analysis import summary
+    from analysis.report import node_adjusted
+
+    runs = store.read_runs(_grid_in_parts(tmp_path / "g"))
+    adjusted, _, fit = node_adjusted(runs, "baseline")
+    layers = {r: {"mlp_off": json.loads(p)["mlp_off"][-1]} for r, p in zip(runs["run_id"], runs["params"],
+              strict=True) if json.loads(p)["mlp_off"]}  # fmt: skip
+    one_layer = {"arm": "drop_one", "knob": "mlp_off", "layers": [2]}
+    c = [{"label": "layer 2", **one_layer, "against": "baseline"},
+         {"label": "2 vs 1", **one_layer, "against": [1]}]  # fmt: skip
+    table = summary.contrast_table(adjusted, c, layers, "baseline", fit).set_index("contrast")
+    names = summary.config_names(adjusted[adjusted["status"] == "ok"], "baseline")
+    two, one = (next(n for n in names if n.endswith(f"[{k}])")) for k in (2, 1))
+    assert (table.at["layer 2", "time_delta_s"], table.at["layer 2", "time_p"]) == fit.test(
+        {"baseline": 1.0, two: -1.0}
+    )
+    assert table.at["2 vs 1", "time_delta_s"] == pytest.approx(0.2, abs=0.03)
+    assert table.at["2 vs 1", "time_p"] == fit.test({one: 1.0, two: -1.0})[1]
+    welch = summary.contrast_table(adjusted, c, layers, "baseline").set_index("contrast")
+    assert welch.at["2 vs 1", "time_p"] != table.at["2 vs 1", "time_p"]
+
+
+def test_an_ab_on_two_nodes_and_runs_without_a_node_id_are_not_adjusted(tmp_path):
+    """An A/B keeps its paired test within blocks (no Node speed section), and a grid with an ok run that
+    has no node id compares its times as they ran, saying why."""
+    from analysis.report import NODE_HEADING, build_sections, node_adjusted
+
+    ab = make_ab_results(tmp_path / "ab")
+    assert store.read_runs(ab)["node_id"].nunique() == 2
+    assert NODE_HEADING not in dict(build_sections(ab)[1])
+    runs = store.read_runs(_grid_in_parts(tmp_path / "g"))
+    runs.loc[runs.index[0], "node_id"] = None
+    same, lines, fit = node_adjusted(runs, "baseline")
+    assert same is runs and fit is None
+    assert lines == ["runs on 2 nodes, but 1 ok run without a node id: train times compare as they ran, "
+                     "node speed included"]  # fmt: skip
 
 
 def test_nodes_no_configuration_links_keep_their_times_and_say_so(tmp_path):
@@ -614,8 +659,8 @@ def test_nodes_no_configuration_links_keep_their_times_and_say_so(tmp_path):
     from analysis.report import node_adjusted
 
     runs = store.read_runs(_grid_in_parts(tmp_path / "g", second_baseline=False))
-    same, lines = node_adjusted(runs, "baseline")
-    assert same is runs and len(lines) == 1
-    assert lines[0].startswith("runs on 2 nodes, but no configuration ran on more than one of some of them")
+    same, lines, fit = node_adjusted(runs, "baseline")
+    assert same is runs and len(lines) == 1 and fit is None
+    assert lines[0].startswith("runs on 2 nodes that no configuration links into one group")
     one = runs.assign(node_id="n1")
-    assert node_adjusted(one, "baseline") == (one, [])
+    assert node_adjusted(one, "baseline") == (one, [], None)
