@@ -142,6 +142,9 @@ if has textseeds; then
     # tell whether upstream's val loss there lies within it (its init is fixed, so a repeat would not)
     # SEEDS (default 3) warm seeds after seed 0: 1 fits what is left of a session after a sweep part
     steps=$(text_steps) seeds=${SEEDS:-3} variants=(--variant base:)
+    case "$seeds" in
+        '' | *[!0-9]*) stamp "SEEDS takes the number of warm seeds after seed 0 (e.g. SEEDS=3), got '$seeds'"; exit 2 ;;
+    esac
     for s in $(seq 1 "$seeds"); do variants+=(--variant "s$s:seed=$s"); done
     stamp "trainer_speed on real text, seeds 0-$seeds: $steps steps"
     python3 benchmarks/trainer_speed.py --preset pr117 --steps "$steps" --data-dir "$TEXT" --shared-cache \

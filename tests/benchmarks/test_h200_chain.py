@@ -54,3 +54,8 @@ def test_textseeds_runs_seed_0_and_as_many_warm_seeds_as_SEEDS_says(tmp_path):
         assert args[args.index("--val-tokens") + 1] == "1048576"
         assert [args[i + 1] for i, a in enumerate(args) if a == "--variant"] == variants
         assert f"seeds 0-{seeds or 3}: 8 steps" in done.stdout
+    env["SEEDS"] = "three"
+    bad = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "chain"), "textseeds"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "SEEDS takes the number of warm seeds" in bad.stdout
+    assert bad.stdout.strip().splitlines()[-1].endswith("] done")
