@@ -194,8 +194,8 @@ def _node_line(on: pd.DataFrame, node, offset: float) -> str:
         span = f", {when.min():%Y-%m-%d %H:%M} to {when.max().strftime(end)} UTC"
     host = on["hostname"].dropna() if "hostname" in on else pd.Series([], dtype=object)
     where = f" on {host.iloc[0]}" if len(host) else ""
-    runs = counted(len(on), "run")
-    return f"node {str(node)[:8]}{where} ({runs}{span}): {offset:+.3f} s against the runs' mean"
+    count = counted(len(on), "run")
+    return f"node {str(node)[:8]}{where} ({count}{span}): {offset:+.3f} s against the runs' mean"
 
 
 LAYER_POINT_COLUMNS = ["series", "arm", "layer", "final_val_loss", "train_time_s"]
